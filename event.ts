@@ -1,0 +1,310 @@
+/**
+ * Events and asynchronous results: one-shot notification between greenlets.
+ *
+ * Waiters are woken in the order they started waiting. `rawlink` callbacks run in the hub
+ * (blocking calls are not allowed there) each time the object becomes ready, until unlinked.
+ *
+ * @module
+ */
+
+import { _badTimeout, _begin, type _Waiter, getHub } from "./hub.ts";
+import { Timeout } from "./timeout.ts";
+
+/** Options of a wait with a deadline. */
+export interface WaitTimeoutOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode AsyncResult.get}. */
+export interface ResultGetOptions {
+  /** `false` does not wait: an unready result throws `Timeout` at once. Default `true`. */
+  block?: boolean;
+  /** Milliseconds to wait at most; when it elapses, `Timeout` is thrown. */
+  timeout?: number;
+}
+
+function forget(w: _Waiter<boolean>): void {
+  (w._owner as _Notifier)._waiters!.delete(w);
+}
+
+function timedOut(w: _Waiter<boolean>): void {
+  forget(w);
+  w._wake(false);
+}
+
+function runLinks(arg: unknown): void {
+  (arg as _Notifier)._runLinks();
+}
+
+/** @ignore The waiting and linking shared by `Event` and `AsyncResult`. */
+export abstract class _Notifier {
+  /** @ignore */
+  _waiters: Set<_Waiter<boolean>> | undefined = undefined;
+  #links: ((source: never) => void)[] | undefined = undefined;
+  #notifying = false;
+
+  /** Whether waiting would return at once. */
+  abstract ready(): boolean;
+
+  /** @ignore Wakes every waiter and schedules the rawlinks. */
+  _notifyAll(): void {
+    const ws = this._waiters;
+    if (ws !== undefined && ws.size > 0) {
+      this._waiters = undefined;
+      for (const w of ws) w._wake(true);
+    }
+    if (this.#links !== undefined && !this.#notifying) {
+      this.#notifying = true;
+      getHub().loop._schedule(runLinks, this);
+    }
+  }
+
+  /** @ignore */
+  _runLinks(): void {
+    this.#notifying = false;
+    if (!this.ready() || this.#links === undefined) return;
+    const hub = getHub();
+    hub.loop._inCallback++;
+    try {
+      for (const cb of [...this.#links]) {
+        if (!this.ready()) break;
+        if (!this.#links?.includes(cb)) continue;
+        try {
+          (cb as (source: this) => void)(this);
+        } catch (error) {
+          hub.handleError(cb, error);
+        }
+      }
+    } finally {
+      hub.loop._inCallback--;
+    }
+  }
+
+  /** @ignore Blocks until ready; resolves `false` only when the timeout elapsed. */
+  _wait(timeout: number | undefined): Promise<boolean> {
+    if (timeout !== undefined) {
+      const bad = _badTimeout(timeout);
+      if (bad !== undefined) return Promise.reject(bad);
+    }
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    if (this.ready()) {
+      w._wake(true);
+      return w.promise;
+    }
+    if (timeout === 0) {
+      w._wake(false);
+      return w.promise;
+    }
+    w._owner = this;
+    w._onCancel = forget;
+    (this._waiters ??= new Set()).add(w);
+    w._arm(timeout, timedOut);
+    return w.promise;
+  }
+
+  /**
+   * Registers `callback(this)` to run in the hub whenever this object becomes ready (at once,
+   * on the loop's next turn, if it already is), until it is unlinked.
+   *
+   * @param callback The callback; blocking calls are not allowed in it.
+   * @throws {TypeError} If `callback` is not a function.
+   */
+  rawlink(callback: (source: this) => void): void {
+    if (typeof callback !== "function") {
+      throw new TypeError(`'callback' must be a function: current value is ${callback}`);
+    }
+    (this.#links ??= []).push(callback as (source: never) => void);
+    if (this.ready()) this._notifyAll();
+  }
+
+  /**
+   * Removes a callback added with {@linkcode _Notifier.rawlink}.
+   *
+   * @param callback The callback to remove.
+   */
+  unlink(callback: (source: this) => void): void {
+    const links = this.#links;
+    if (links === undefined) return;
+    const i = links.indexOf(callback as (source: never) => void);
+    if (i >= 0) links.splice(i, 1);
+    if (links.length === 0) this.#links = undefined;
+  }
+
+  /** The number of greenlets waiting and callbacks linked. */
+  linkCount(): number {
+    return (this._waiters?.size ?? 0) + (this.#links?.length ?? 0);
+  }
+}
+
+/**
+ * A flag that greenlets can wait for: `set()` wakes every waiter, `clear()` resets it.
+ *
+ * @example Ping-pong between two greenlets
+ * ```ts
+ * import { Event } from "./event.ts";
+ * import { joinAll, spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const ping = new Event();
+ * const log: string[] = [];
+ * const waiter = spawn(async () => {
+ *   assert.equal(await ping.wait(), true);
+ *   log.push("woke");
+ * });
+ * const setter = spawn(() => {
+ *   log.push("set");
+ *   ping.set();
+ * });
+ * await joinAll([waiter, setter]);
+ * assert.deepEqual(log, ["set", "woke"]);
+ * ```
+ */
+export class Event extends _Notifier {
+  #flag = false;
+
+  /** Sets the flag and wakes every waiter, in the order they began waiting. */
+  set(): void {
+    this.#flag = true;
+    this._notifyAll();
+  }
+
+  /** Resets the flag; later waits block again. */
+  clear(): void {
+    this.#flag = false;
+  }
+
+  /** Whether the flag is set. */
+  isSet(): boolean {
+    return this.#flag;
+  }
+
+  /** Same as {@linkcode Event.isSet}. */
+  ready(): boolean {
+    return this.#flag;
+  }
+
+  /**
+   * Waits until the flag is set. Resolves at once if it already is. A blocking call.
+   *
+   * @param options `timeout` in milliseconds.
+   * @returns `true` once set; `false` only when the timeout elapsed.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  wait(options: WaitTimeoutOptions = {}): Promise<boolean> {
+    return this._wait(options.timeout);
+  }
+}
+
+const PENDING = 0;
+const VALUE = 1;
+const ERROR = 2;
+
+/**
+ * A one-time result: `set(value)` or `setException(error)` once, `get()` in any number of
+ * greenlets. Also a link target for greenlets: `greenlet.link(result)` passes the outcome on.
+ *
+ * @typeParam T The type of the value.
+ *
+ * @example
+ * ```ts
+ * import { AsyncResult } from "./event.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const result = new AsyncResult<number>();
+ * spawn(() => 6 * 7).link(result);
+ * assert.equal(await result.get(), 42);
+ * ```
+ */
+export class AsyncResult<T = unknown> extends _Notifier {
+  #state = PENDING;
+  #value: T | undefined = undefined;
+  #exception: unknown = undefined;
+
+  /**
+   * Stores the value and wakes every waiter.
+   *
+   * @param value The value.
+   */
+  set(value?: T): void {
+    this.#state = VALUE;
+    this.#value = value;
+    this.#exception = undefined;
+    this._notifyAll();
+  }
+
+  /**
+   * Stores an error (thrown by `get`) and wakes every waiter.
+   *
+   * @param error The error.
+   */
+  setException(error: unknown): void {
+    this.#state = ERROR;
+    this.#exception = error;
+    this.#value = undefined;
+    this._notifyAll();
+  }
+
+  /** Whether a value or an error has been set. */
+  ready(): boolean {
+    return this.#state !== PENDING;
+  }
+
+  /** Whether a value (not an error) has been set. */
+  successful(): boolean {
+    return this.#state === VALUE;
+  }
+
+  /** The value, if one was set. */
+  get value(): T | undefined {
+    return this.#value;
+  }
+
+  /** The error, if one was set. */
+  get exception(): unknown {
+    return this.#exception;
+  }
+
+  /**
+   * Returns the value, or throws the error, without waiting.
+   *
+   * @returns The value.
+   * @throws {Timeout} If nothing was set yet.
+   */
+  getNowait(): T {
+    if (this.#state === VALUE) return this.#value as T;
+    if (this.#state === ERROR) throw this.#exception;
+    throw new Timeout(0);
+  }
+
+  /**
+   * Waits for the result and returns the value, or throws the error. A blocking call.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The value.
+   * @throws {Timeout} If not ready and `block` is false or the timeout elapsed.
+   * @throws {RangeError} For a negative or non-finite timeout.
+   */
+  async get(options: ResultGetOptions = {}): Promise<T> {
+    if (this.#state === PENDING) {
+      if (options.block === false) throw new Timeout(0);
+      if (!await this._wait(options.timeout)) throw new Timeout(options.timeout);
+    }
+    return this.getNowait();
+  }
+
+  /**
+   * Waits until ready and returns the value (`undefined` after an error or a timeout);
+   * unlike `get`, never throws the stored error. A blocking call.
+   *
+   * @param options `timeout` in milliseconds.
+   * @returns The value, or `undefined`.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  async wait(options: WaitTimeoutOptions = {}): Promise<T | undefined> {
+    await this._wait(options.timeout);
+    return this.#value;
+  }
+}

@@ -1,0 +1,817 @@
+/**
+ * Greenlets: lightweight, cooperatively scheduled tasks with `spawn`, `join`, `kill` and links.
+ *
+ * A greenlet runs a sync or async function. It starts only after the code that spawned it
+ * yields, in spawn order. Whatever it throws stays inside it: the greenlet records the error,
+ * the hub prints a report, and nothing escapes as an unhandled rejection. `kill()` throws an
+ * exception into the greenlet at its pending blocking call (`sleep`, `Event.wait`, `join`,
+ * ...), or at its next one, and aborts its `signal`.
+ *
+ * @module
+ */
+
+import { _checkMs } from "./core.ts";
+import {
+  _begin,
+  _Context,
+  _current,
+  _notErrorDefaults,
+  _runIn,
+  _Waiter,
+  getHub,
+  type Hub,
+} from "./hub.ts";
+import { Timeout } from "./timeout.ts";
+
+/**
+ * The default exception of {@linkcode Greenlet.kill}. A greenlet that ends with it counts as
+ * successful and has the GreenletExit as its `value`; the hub never prints it.
+ *
+ * @example
+ * ```ts
+ * import { GreenletExit, spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const g = spawn(() => sleep(1000));
+ * await g.kill();
+ * assert.ok(g.value instanceof GreenletExit);
+ * assert.equal(g.successful(), true);
+ * ```
+ */
+export class GreenletExit extends Error {
+  /** Creates the exception. */
+  constructor(message = "Greenlet was killed") {
+    super(message);
+    this.name = "GreenletExit";
+  }
+}
+_notErrorDefaults.push(GreenletExit);
+
+const NEW = 0;
+const SCHEDULED = 1;
+const RUNNING = 2;
+const SUCCEEDED = 3;
+const FAILED = 4;
+
+/** Something that receives a finished greenlet's outcome, such as an `AsyncResult`. */
+export interface ResultReceiver<T> {
+  /** Receives the value of a successful greenlet. */
+  set(value: T | GreenletExit | undefined): unknown;
+  /** Receives the error of a failed greenlet. */
+  setException(error: unknown): unknown;
+}
+
+/** A link callback (or result receiver) for {@linkcode Greenlet.link}. */
+export type LinkTarget<T> = ((source: Greenlet<T>) => unknown) | ResultReceiver<T>;
+
+// deno-lint-ignore no-explicit-any
+type AnyFn = (...args: any[]) => unknown;
+// deno-lint-ignore no-explicit-any
+type AnyGreenlet = Greenlet<any>;
+type RawLink = ((source: AnyGreenlet) => void) & { _target?: unknown };
+interface Notify {
+  _notify(source: AnyGreenlet): void;
+}
+type LinkEntry = RawLink | Notify;
+
+let nextIdent = 0;
+
+function renderArg(arg: unknown): string {
+  const text = Deno.inspect(arg, { depth: 1, colors: false, breakLength: Infinity });
+  return text.length > 50 ? `${text.slice(0, 47)}...` : text;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value instanceof Promise ||
+    (value !== null && (typeof value === "object" || typeof value === "function") &&
+      typeof (value as PromiseLike<unknown>).then === "function");
+}
+
+function invoke(g: Greenlet<unknown>): void {
+  let result: unknown;
+  try {
+    result = g._fn(...g._args);
+  } catch (error) {
+    g._die(undefined, error, true);
+    return;
+  }
+  if (isThenable(result)) {
+    result.then((v) => g._die(v, undefined, false), (e) => g._die(undefined, e, true));
+  } else {
+    g._die(result, undefined, false);
+  }
+}
+
+function runGreenlet(arg: unknown): void {
+  const g = arg as Greenlet<unknown>;
+  if (g._state !== SCHEDULED) return;
+  g._startTimer = undefined;
+  g._state = RUNNING;
+  _runIn(g, invoke, g);
+}
+
+function runLinks(arg: unknown): void {
+  const g = arg as Greenlet<unknown>;
+  const hub = getHub();
+  hub.loop._inCallback++;
+  try {
+    for (;;) {
+      const links = g._links;
+      if (links === undefined) break;
+      let link: LinkEntry;
+      if (Array.isArray(links)) {
+        link = links.shift()!;
+        if (links.length === 0) g._links = undefined;
+      } else {
+        link = links;
+        g._links = undefined;
+      }
+      try {
+        if (typeof link === "function") link(g as AnyGreenlet);
+        else link._notify(g as AnyGreenlet);
+      } catch (error) {
+        hub.handleError(link, error);
+      }
+    }
+  } finally {
+    g._notifying = false;
+    hub.loop._inCallback--;
+  }
+}
+
+function unlinkOnCancel(w: _Waiter<boolean>): void {
+  (w._owner as Greenlet<unknown>)._removeLink(w as unknown as LinkEntry);
+}
+
+function joinTimedOut(w: _Waiter<boolean>): void {
+  unlinkOnCancel(w);
+  w._wake(false);
+}
+
+/** Options of {@linkcode Greenlet.join}. */
+export interface JoinOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode Greenlet.get}. */
+export interface GetOptions {
+  /** `false` does not wait: an unfinished greenlet throws `Timeout` at once. Default `true`. */
+  block?: boolean;
+  /** Milliseconds to wait at most; when it elapses, `Timeout` is thrown. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode Greenlet.kill} and {@linkcode killAll}. */
+export interface KillOptions {
+  /** The exception to throw in (an instance, or a class to instantiate); default `GreenletExit`. */
+  exception?: unknown;
+  /** Wait for the greenlet to die (default `true`). */
+  block?: boolean;
+  /** With `block`, milliseconds to wait at most. */
+  timeout?: number;
+}
+
+/**
+ * A greenlet: one function running as a cooperatively scheduled task.
+ *
+ * Scheduling contracts: `start()` queues the greenlet; it runs after every callback and
+ * greenlet queued before it, and only once the starting code yields. A greenlet outlives the
+ * greenlet that spawned it. When it dies, its links run in the order they were added.
+ *
+ * @typeParam T What the greenlet's function returns (after awaiting).
+ *
+ * @example Spawning and collecting values
+ * ```ts
+ * import { Greenlet } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const g = new Greenlet((a: number, b: number) => a + b, 1, 2);
+ * assert.equal(g.started, false);
+ * g.start();
+ * await g.join();
+ * assert.equal(g.value, 3);
+ * assert.equal(String(g), `<Greenlet "${g.name}": <anonymous>(1, 2)>`);
+ * ```
+ */
+export class Greenlet<T = unknown> extends _Context {
+  /** @ignore */
+  _fn: AnyFn;
+  /** @ignore */
+  _args: unknown[];
+  /** @ignore */
+  _state = NEW;
+  /** @ignore */
+  _result: unknown = undefined;
+  /** @ignore */
+  _links: LinkEntry | LinkEntry[] | undefined = undefined;
+  /** @ignore */
+  _notifying = false;
+  /** @ignore */
+  _startTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #ident: number | undefined = undefined;
+  #name: string | undefined = undefined;
+  #killCtl: AbortController | undefined = undefined;
+  /** The greenlet that created this one; `undefined` when created outside any greenlet. */
+  readonly parent: Greenlet<unknown> | undefined;
+
+  /**
+   * Creates a greenlet that will call `fn(...args)`; it does not run until started.
+   *
+   * @param fn A sync or async function.
+   * @param args Arguments for `fn`.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  // deno-lint-ignore no-explicit-any
+  constructor(fn: (...args: any[]) => T | PromiseLike<T>, ...args: unknown[]) {
+    super();
+    if (typeof fn !== "function") {
+      throw new TypeError(
+        `Cannot create greenlet as 'fn' must be a function: current value is ${renderArg(fn)}`,
+      );
+    }
+    this._fn = fn;
+    this._args = args;
+    const parent = _current();
+    this.parent = parent instanceof Greenlet ? parent : undefined;
+  }
+
+  /**
+   * Creates and starts a greenlet.
+   *
+   * @typeParam A The argument types.
+   * @typeParam R What `fn` returns.
+   * @param fn A sync or async function.
+   * @param args Arguments for `fn`.
+   * @returns The started greenlet.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  static spawn<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    ...args: A
+  ): Greenlet<Awaited<R>> {
+    const g = new Greenlet<Awaited<R>>(fn as AnyFn as () => Awaited<R>, ...args);
+    g.start();
+    return g;
+  }
+
+  /** Queues the greenlet to run. Starting a started or dead greenlet does nothing. */
+  start(): void {
+    if (this._state !== NEW) return;
+    this._state = SCHEDULED;
+    const hub = getHub();
+    hub._alive++;
+    hub.loop._schedule(runGreenlet, this);
+  }
+
+  /**
+   * Starts the greenlet after `ms` milliseconds.
+   *
+   * @param ms Milliseconds to wait before starting.
+   * @throws {RangeError} If `ms` is negative or not finite.
+   */
+  startLater(ms: number): void {
+    _checkMs("ms", ms);
+    if (this._state !== NEW) return;
+    this._state = SCHEDULED;
+    getHub()._alive++;
+    this._startTimer = setTimeout(runGreenlet, ms, this);
+  }
+
+  /** The return value once it succeeded (the `GreenletExit` if it was killed); else `undefined`. */
+  get value(): T | GreenletExit | undefined {
+    return this._state === SUCCEEDED ? this._result as T : undefined;
+  }
+
+  /** What the greenlet threw, if it failed; else `undefined`. */
+  get exception(): unknown {
+    return this._state === FAILED ? this._result : undefined;
+  }
+
+  /** Whether the greenlet has finished (returned, thrown, or been killed). */
+  ready(): boolean {
+    return this._state >= SUCCEEDED;
+  }
+
+  /** Whether the greenlet finished without an error (being killed with `GreenletExit` counts). */
+  successful(): boolean {
+    return this._state === SUCCEEDED;
+  }
+
+  /** Whether the greenlet has finished, or was killed before it ran. */
+  get dead(): boolean {
+    return this._state >= SUCCEEDED;
+  }
+
+  /** As in gevent: `true` once started and until it dies. */
+  get started(): boolean {
+    return this._state === SCHEDULED || this._state === RUNNING;
+  }
+
+  /** A small integer, unique among greenlets, assigned on first use. */
+  get minimalIdent(): number {
+    return this.#ident ??= nextIdent++;
+  }
+
+  /** The greenlet's name, `Greenlet-N` (N = {@linkcode Greenlet.minimalIdent}) unless set. */
+  get name(): string {
+    return this.#name ?? `Greenlet-${this.minimalIdent}`;
+  }
+  set name(value: string) {
+    this.#name = String(value);
+  }
+
+  /** Aborted, with the exception as reason, when the greenlet is killed. */
+  get signal(): AbortSignal {
+    return (this.#killCtl ??= new AbortController()).signal;
+  }
+
+  /**
+   * Waits until the greenlet has finished. Never throws the greenlet's own error; a kill or
+   * Timeout aimed at the *waiting* greenlet does interrupt it. A blocking call.
+   *
+   * @param options `timeout` in milliseconds.
+   * @returns `true` if the greenlet finished, `false` if the timeout elapsed first.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  join(options: JoinOptions = {}): Promise<boolean> {
+    const { timeout } = options;
+    if (timeout !== undefined) {
+      try {
+        _checkMs("timeout", timeout);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    if (this._state >= SUCCEEDED) return Promise.resolve(true);
+    if (timeout === 0) return Promise.resolve(false);
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = unlinkOnCancel;
+    this._addLink(w as unknown as LinkEntry);
+    w._arm(timeout, joinTimedOut);
+    return w.promise;
+  }
+
+  /**
+   * Returns the greenlet's value, waiting for it to finish; throws what the greenlet threw.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The value (the `GreenletExit` if it was killed).
+   * @throws {Timeout} If it is unfinished and `block` is false or the timeout elapsed.
+   * @throws {RangeError} For a negative or non-finite timeout.
+   */
+  async get(options: GetOptions = {}): Promise<T | GreenletExit | undefined> {
+    if (this._state < SUCCEEDED) {
+      if (options.block === false) throw new Timeout(0);
+      if (!await this.join({ timeout: options.timeout })) throw new Timeout(options.timeout);
+    }
+    if (this._state === FAILED) throw this._result;
+    return this._result as T;
+  }
+
+  /**
+   * Kills the greenlet. A greenlet that has not run yet never runs (its links still fire).
+   * A running one gets `exception` thrown at its pending blocking call, or at its next one,
+   * and its `signal` aborts. With `block` (the default), waits until it has died, so its
+   * `finally` blocks have run. Never throws the greenlet's error.
+   *
+   * @param options `exception`, `block`, `timeout`.
+   * @returns A promise that resolves once the kill is delivered (and, with `block`, done).
+   */
+  async kill(options: KillOptions = {}): Promise<void> {
+    const { block = true, timeout } = options;
+    if (timeout !== undefined) _checkMs("timeout", timeout);
+    this._deliverKill(options.exception);
+    if (block && !this.dead && _current() !== this) await this.join({ timeout });
+  }
+
+  /** @ignore Throws the kill exception in, without waiting. */
+  _deliverKill(exception: unknown): void {
+    if (this._state >= SUCCEEDED) return;
+    const exc = exception === undefined
+      ? new GreenletExit()
+      : typeof exception === "function"
+      ? new (exception as new () => unknown)()
+      : exception;
+    (this.#killCtl ??= new AbortController()).abort(exc);
+    if (this._state === RUNNING) {
+      this._throw(exc);
+      return;
+    }
+    if (this._startTimer !== undefined) {
+      clearTimeout(this._startTimer);
+      this._startTimer = undefined;
+    }
+    this._die(undefined, exc, true);
+  }
+
+  /**
+   * Calls `callback(this)` in a new greenlet once this one has died; or, for an object with
+   * `set`/`setException` (an `AsyncResult`), passes it the value or the error.
+   *
+   * @param callback The callback or receiver.
+   */
+  link(callback: LinkTarget<T>): void {
+    this.#linkWhen(callback, undefined);
+  }
+
+  /**
+   * Like {@linkcode Greenlet.link}, but only if the greenlet succeeded.
+   *
+   * @param callback The callback or receiver.
+   */
+  linkValue(callback: LinkTarget<T>): void {
+    this.#linkWhen(callback, true);
+  }
+
+  /**
+   * Like {@linkcode Greenlet.link}, but only if the greenlet failed.
+   *
+   * @param callback The callback or receiver.
+   */
+  linkException(callback: LinkTarget<T>): void {
+    this.#linkWhen(callback, false);
+  }
+
+  #linkWhen(callback: LinkTarget<T>, when: boolean | undefined): void {
+    let wrapper: RawLink;
+    if (typeof callback === "function") {
+      wrapper = (g) => {
+        if (when === undefined || g.successful() === when) {
+          Greenlet.spawn(callback as (g: Greenlet<T>) => unknown, g as unknown as Greenlet<T>);
+        }
+      };
+    } else if (
+      callback !== null && typeof callback === "object" && typeof callback.set === "function" &&
+      typeof callback.setException === "function"
+    ) {
+      wrapper = (g) => {
+        if (when !== undefined && g.successful() !== when) return;
+        if (g.successful()) callback.set(g.value as T);
+        else callback.setException(g.exception);
+      };
+    } else {
+      throw new TypeError(
+        `'callback' must be a function or have set() and setException(): current value is ${
+          renderArg(callback)
+        }`,
+      );
+    }
+    wrapper._target = callback;
+    this._addLink(wrapper);
+  }
+
+  /**
+   * Calls `callback(this)` in the hub once the greenlet has died (at once, on the next turn
+   * of the loop, if it already has). Blocking calls are not allowed in the callback; what it
+   * throws is reported and the other links still run.
+   *
+   * @param callback The callback.
+   * @throws {TypeError} If `callback` is not a function.
+   */
+  rawlink(callback: (source: this) => void): void {
+    if (typeof callback !== "function") {
+      throw new TypeError(`'callback' must be a function: current value is ${renderArg(callback)}`);
+    }
+    this._addLink(callback as unknown as RawLink);
+  }
+
+  /**
+   * Removes a callback added with `rawlink`, `link`, `linkValue` or `linkException`.
+   *
+   * @param callback The callback to remove.
+   */
+  unlink(callback: unknown): void {
+    this._removeLink(callback as LinkEntry);
+  }
+
+  /** Removes every link. */
+  unlinkAll(): void {
+    this._links = undefined;
+  }
+
+  /** Whether any link is registered and has not run yet. */
+  hasLinks(): boolean {
+    return this._links !== undefined;
+  }
+
+  /** Kills the greenlet and waits for it, so `await using g = spawn(...)` bounds its life. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
+  }
+
+  /** Renders as `<Greenlet "Greenlet-3": divide(1, 0)>`. */
+  override toString(): string {
+    const fn = this._fn.name || "<anonymous>";
+    return `<Greenlet "${this.name}": ${fn}(${this._args.map(renderArg).join(", ")})>`;
+  }
+
+  /** @ignore */
+  _addLink(entry: LinkEntry): void {
+    const links = this._links;
+    if (links === undefined) this._links = entry;
+    else if (Array.isArray(links)) links.push(entry);
+    else this._links = [links, entry];
+    if (this._state >= SUCCEEDED) this.#notifyLinks();
+  }
+
+  /** @ignore */
+  _removeLink(entry: LinkEntry): void {
+    const links = this._links;
+    if (links === undefined) return;
+    const match = (l: LinkEntry) => l === entry || (l as RawLink)._target === entry;
+    if (Array.isArray(links)) {
+      const kept = links.filter((l) => !match(l));
+      this._links = kept.length === 0 ? undefined : kept.length === 1 ? kept[0] : kept;
+    } else if (match(links)) {
+      this._links = undefined;
+    }
+  }
+
+  /** @ignore Records the outcome and wakes joiners and links. */
+  _die(value: unknown, error: unknown, failed: boolean): void {
+    const prev = this._state;
+    if (prev >= SUCCEEDED) return;
+    let hub: Hub | undefined;
+    if (failed && !(error instanceof GreenletExit)) {
+      this._state = FAILED;
+      this._result = error;
+      hub = getHub();
+      hub.handleError(this, error);
+    } else {
+      this._state = SUCCEEDED;
+      this._result = failed ? error : value;
+    }
+    if (prev !== NEW) (hub ?? getHub())._greenletDied();
+    if (this._links !== undefined) this.#notifyLinks();
+  }
+
+  #notifyLinks(): void {
+    if (this._notifying) return;
+    // Internal waiters (join, joinAll) are woken at once; user callbacks run in the hub.
+    const links = this._links!;
+    if (!Array.isArray(links)) {
+      if (typeof links !== "function") {
+        this._links = undefined;
+        links._notify(this as AnyGreenlet);
+        return;
+      }
+    } else {
+      const user: LinkEntry[] = [];
+      for (const l of links) {
+        if (typeof l === "function") user.push(l);
+        else l._notify(this as AnyGreenlet);
+      }
+      if (user.length === 0) {
+        this._links = undefined;
+        return;
+      }
+      this._links = user.length === 1 ? user[0] : user;
+    }
+    this._notifying = true;
+    getHub().loop._schedule(runLinks, this);
+  }
+}
+
+/**
+ * Creates a greenlet for `fn(...args)` and starts it. It runs once the caller yields.
+ *
+ * @typeParam A The argument types.
+ * @typeParam R What `fn` returns.
+ * @param fn A sync or async function.
+ * @param args Arguments for `fn`.
+ * @returns The started greenlet.
+ * @throws {TypeError} If `fn` is not a function.
+ *
+ * @example Errors stay inside the greenlet
+ * ```ts
+ * import { spawn } from "./greenlet.ts";
+ * import { getHub } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * getHub().exceptionStream = null; // keep the doc test quiet
+ * const g = spawn(() => 1n / 0n);
+ * await g.join();
+ * assert.equal(g.successful(), false);
+ * assert.ok(g.exception instanceof RangeError);
+ * ```
+ */
+export function spawn<A extends unknown[], R>(
+  fn: (...args: A) => R,
+  ...args: A
+): Greenlet<Awaited<R>> {
+  return Greenlet.spawn(fn, ...args);
+}
+
+/**
+ * Creates a greenlet for `fn(...args)` that starts after `ms` milliseconds.
+ *
+ * @typeParam A The argument types.
+ * @typeParam R What `fn` returns.
+ * @param ms Milliseconds before it starts.
+ * @param fn A sync or async function.
+ * @param args Arguments for `fn`.
+ * @returns The greenlet.
+ * @throws {TypeError} If `fn` is not a function.
+ * @throws {RangeError} If `ms` is negative or not finite.
+ *
+ * @example
+ * ```ts
+ * import { spawnLater } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const t0 = performance.now();
+ * const g = spawnLater(20, () => performance.now() - t0);
+ * await g.join();
+ * assert.ok(g.value! as number >= 15);
+ * ```
+ */
+export function spawnLater<A extends unknown[], R>(
+  ms: number,
+  fn: (...args: A) => R,
+  ...args: A
+): Greenlet<Awaited<R>> {
+  _checkMs("ms", ms);
+  const g = new Greenlet<Awaited<R>>(fn as AnyFn as () => Awaited<R>, ...args);
+  g.startLater(ms);
+  return g;
+}
+
+/**
+ * The greenlet running the caller, or `undefined` outside any greenlet.
+ *
+ * @returns The current greenlet.
+ *
+ * @example
+ * ```ts
+ * import { getCurrent, spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(getCurrent(), undefined);
+ * const g = spawn(() => getCurrent());
+ * await g.join();
+ * assert.equal(g.value, g);
+ * ```
+ */
+export function getCurrent(): Greenlet<unknown> | undefined {
+  const ctx = _current();
+  return ctx instanceof Greenlet ? ctx : undefined;
+}
+
+/**
+ * An `AbortSignal` for the current greenlet (or top-level flow): aborted when the greenlet is
+ * killed, or when a `Timeout` it started fires, with that exception as the reason. Pass it to
+ * `fetch` and other APIs that are not blocking calls of this library so they are cut short
+ * too. After a Timeout fired and was handled, the next call returns a fresh signal.
+ *
+ * @returns The signal.
+ *
+ * @example
+ * ```ts
+ * import { currentSignal, spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const g = spawn(async () => {
+ *   const signal = currentSignal();
+ *   await new Promise((resolve) => signal.addEventListener("abort", resolve));
+ *   return signal.reason;
+ * });
+ * await Promise.resolve();
+ * await g.kill();
+ * assert.equal(g.value, g.signal.reason);
+ * ```
+ */
+export function currentSignal(): AbortSignal {
+  const ctx = _current();
+  if (ctx instanceof Greenlet && ctx.signal.aborted) return ctx.signal;
+  return (ctx._scope ??= new AbortController()).signal;
+}
+
+/** Options of {@linkcode joinAll}. */
+export interface JoinAllOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+  /** Throw the first error of a failed greenlet as soon as it fails (default `false`). */
+  raiseError?: boolean;
+  /** Return once this many greenlets have finished (default: all). */
+  count?: number;
+}
+
+class Collector {
+  done: Greenlet<unknown>[] = [];
+  left: number;
+  raise: boolean;
+  w: _Waiter<void> | undefined = undefined;
+  constructor(left: number, raise: boolean) {
+    this.left = left;
+    this.raise = raise;
+  }
+  _notify(g: Greenlet<unknown>): void {
+    this.done.push(g);
+    if (this.raise && g._state === FAILED) this.w?._fail(g._result);
+    else if (--this.left === 0) this.w?._wake(undefined);
+  }
+}
+
+function collectorTimedOut(w: _Waiter<void>): void {
+  w._wake(undefined);
+}
+
+/**
+ * Waits for greenlets to finish. Resolves to the finished greenlets, in completion order
+ * (those already dead first, in the given order), once all of them (or `count`) finished or
+ * the timeout elapsed. A blocking call.
+ *
+ * @typeParam G The greenlet type.
+ * @param greenlets The greenlets to wait for.
+ * @param options `timeout`, `raiseError`, `count`.
+ * @returns The greenlets that finished.
+ * @throws {RangeError} (as a rejection) For a bad `timeout` or `count`.
+ *
+ * @example The seed's `joinall(jobs, timeout=2)`
+ * ```ts
+ * import { joinAll, spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const jobs = [1, 2, 3].map((n) => spawn(async () => { await sleep(n); return n * 10; }));
+ * const done = await joinAll(jobs, { timeout: 2000 });
+ * assert.equal(done.length, 3);
+ * assert.deepEqual(jobs.map((job) => job.value), [10, 20, 30]);
+ * ```
+ */
+export async function joinAll<G extends Greenlet<unknown>>(
+  greenlets: Iterable<G>,
+  options: JoinAllOptions = {},
+): Promise<G[]> {
+  const { timeout, raiseError = false } = options;
+  if (timeout !== undefined) _checkMs("timeout", timeout);
+  const list = [...greenlets];
+  const count = options.count ?? list.length;
+  if (!Number.isInteger(count) || count < 0) {
+    throw new RangeError(`'count' must be a non-negative integer: current value is ${count}`);
+  }
+  const target = Math.min(count, list.length);
+  const pending: G[] = [];
+  const done: G[] = [];
+  for (const g of list) {
+    if (!(g instanceof Greenlet)) {
+      throw new TypeError(`'greenlets' must hold Greenlets: found ${renderArg(g)}`);
+    }
+    if (g.dead) {
+      if (raiseError && g._state === FAILED) throw g._result;
+      done.push(g);
+    } else pending.push(g);
+  }
+  if (done.length >= target || timeout === 0) return done.slice(0, Math.max(target, 0));
+  const c = new Collector(target - done.length, raiseError);
+  c.done = done as Greenlet<unknown>[];
+  const w = _begin<void>();
+  if (w instanceof Promise) await w;
+  c.w = w as _Waiter<void>;
+  for (const g of pending) g._addLink(c as unknown as LinkEntry);
+  c.w._arm(timeout, collectorTimedOut);
+  try {
+    await c.w.promise;
+  } finally {
+    for (const g of pending) if (!g.dead) g._removeLink(c as unknown as LinkEntry);
+  }
+  return c.done.slice(0, target) as G[];
+}
+
+/**
+ * Kills every greenlet (see {@linkcode Greenlet.kill}), then with `block` (the default) waits
+ * for all of them to die.
+ *
+ * @param greenlets The greenlets to kill.
+ * @param options `exception`, `block`, `timeout`.
+ * @throws {Timeout} (as a rejection) If `timeout` elapsed while some greenlet ignored the kill.
+ *
+ * @example
+ * ```ts
+ * import { killAll, spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const gs = [spawn(() => sleep(1000)), spawn(() => sleep(1000))];
+ * await killAll(gs);
+ * assert.ok(gs.every((g) => g.dead));
+ * ```
+ */
+export async function killAll(
+  greenlets: Iterable<Greenlet<unknown>>,
+  options: KillOptions = {},
+): Promise<void> {
+  const { block = true, timeout } = options;
+  if (timeout !== undefined) _checkMs("timeout", timeout);
+  const list = [...greenlets];
+  for (const g of list) g._deliverKill(options.exception);
+  if (!block) return;
+  const me = _current();
+  const others = list.filter((g) => g !== me);
+  const done = await joinAll(others, { timeout });
+  if (done.length < others.length) throw new Timeout(timeout);
+}

@@ -1,0 +1,635 @@
+/**
+ * The hub: the implicit owner of the event loop, the error reporter, and the home of every
+ * blocking call.
+ *
+ * There is no `run()` to call: {@linkcode getHub} creates the hub on first use. A *blocking
+ * call* (`sleep`, `Event.wait`, `Greenlet.join`, ...) returns a promise and registers itself
+ * with the calling greenlet so that `kill()` and `Timeout` can interrupt it. Blocking calls
+ * are not allowed "in the hub", that is synchronously inside a `rawlink` callback or a loop
+ * callback: there they reject at once with {@linkcode BlockingSwitchOutError}.
+ *
+ * @module
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { _checkMs, _setRunOutside, Loop } from "./core.ts";
+
+/**
+ * Raised when a blocking call is made "in the hub": synchronously inside a `rawlink`
+ * callback or a loop callback. This is a programming error.
+ *
+ * @example
+ * ```ts
+ * import { BlockingSwitchOutError, getHub, sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const done = Promise.withResolvers<unknown>();
+ * getHub().loop.runCallback(() => sleep(0).catch(done.resolve));
+ * assert.ok(await done.promise instanceof BlockingSwitchOutError);
+ * ```
+ */
+export class BlockingSwitchOutError extends Error {
+  /** Creates the error. */
+  constructor(message = "Impossible to call blocking function in the event loop callback") {
+    super(message);
+    this.name = "BlockingSwitchOutError";
+  }
+}
+
+/**
+ * Raised into greenlets still blocked when the event loop runs dry: nothing is left that
+ * could ever wake them. Usually a programming error (a missing `set()`, a lost wake-up).
+ *
+ * @example
+ * ```ts
+ * import { LoopExit } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const e = new LoopExit();
+ * assert.equal(e.message, "This operation would block forever");
+ * ```
+ */
+export class LoopExit extends Error {
+  /** Creates the error. */
+  constructor(message = "This operation would block forever") {
+    super(message);
+    this.name = "LoopExit";
+  }
+}
+
+const NONE: unique symbol = Symbol("none");
+
+/**
+ * @ignore The per-flow state of blocking: a greenlet, the root flow, or the private flow of a
+ * `withTimeout` called outside any greenlet.
+ */
+export class _Context {
+  /** The blocking call this flow is waiting on now. */
+  _w: _Waiter<unknown> | undefined = undefined;
+  /** Other blocking calls started earlier and still pending (rare: `Promise.all` of waits). */
+  _ws: _Waiter<unknown>[] | undefined = undefined;
+  /** An exception to throw at the next blocking call. */
+  _pending: unknown = NONE;
+  /** Controller of `currentSignal()`; aborted and dropped when an exception is thrown in. */
+  _scope: AbortController | undefined = undefined;
+
+  /** Throws `exc` into this flow: at its pending blocking call, or at its next one. */
+  _throw(exc: unknown): void {
+    const scope = this._scope;
+    if (scope !== undefined) {
+      this._scope = undefined;
+      scope.abort(exc);
+    }
+    const w = this._w;
+    if (w === undefined) {
+      this._pending = exc;
+      return;
+    }
+    const others = this._ws;
+    this._ws = undefined;
+    w._fail(exc);
+    if (others !== undefined) {
+      for (const o of others) {
+        o.promise.catch(noop);
+        o._fail(exc);
+      }
+    }
+  }
+
+  /** Withdraws a pending exception that was never delivered (a cancelled Timeout). */
+  _withdraw(exc: unknown): void {
+    if (this._pending === exc) this._pending = NONE;
+  }
+
+  /** Whether `exc` is waiting to be thrown at the next blocking call. */
+  _hasPending(): boolean {
+    return this._pending !== NONE;
+  }
+
+  /** Takes the pending exception, if it is `exc` (or any, when `exc` is omitted). */
+  _takePending(exc?: unknown): unknown {
+    const p = this._pending;
+    if (p === NONE || (exc !== undefined && p !== exc)) return NONE;
+    this._pending = NONE;
+    return p;
+  }
+}
+
+const als = new AsyncLocalStorage<_Context | undefined>();
+_setRunOutside((fn) => als.run(undefined, fn));
+
+/** @ignore The flow of code that runs outside every greenlet. */
+export const _root: _Context = new _Context();
+
+/** @ignore The context of the running code: a greenlet, or `_root`. */
+export function _current(): _Context {
+  return als.getStore() ?? _root;
+}
+
+/** @ignore Runs `fn(arg)` with `ctx` as the current context (propagates through `await`). */
+export function _runIn<A, R>(ctx: _Context, fn: (arg: A) => R, arg: A): R {
+  return als.run(ctx, fn, arg);
+}
+
+/** @ignore Whether the caller is synchronously inside a hub callback. */
+export function _inHub(): boolean {
+  return hub !== undefined && hub.loop._inCallback > 0;
+}
+
+function noop(): void {}
+
+/**
+ * @ignore One blocking call. It is woken with `_wake(value)`, failed with `_fail(error)`; when
+ * its timeout elapses `_onTimeout(waiter)` decides the result. `_owner` and `_onCancel` let the
+ * primitive it waits on forget it when it ends for any other reason than its own wake-up.
+ */
+export class _Waiter<T> {
+  promise: Promise<T>;
+  _res!: (value: T) => void;
+  _rej!: (error: unknown) => void;
+  _ctx: _Context;
+  _done = false;
+  _timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  _owner: unknown = undefined;
+  _onCancel: ((w: _Waiter<T>) => void) | undefined = undefined;
+  _onTimeout: ((w: _Waiter<T>) => void) | undefined = undefined;
+  /** Neighbours in the hub's list of waits without a deadline (for LoopExit). */
+  _prev: _Waiter<unknown> | undefined = undefined;
+  _next: _Waiter<unknown> | undefined = undefined;
+
+  constructor(ctx: _Context) {
+    this._ctx = ctx;
+    this.promise = new Promise<T>((res, rej) => {
+      this._res = res;
+      this._rej = rej;
+    });
+    const prev = ctx._w;
+    if (prev !== undefined) (ctx._ws ??= []).push(prev);
+    ctx._w = this as _Waiter<unknown>;
+  }
+
+  /** Resolves the blocking call (first settlement wins). */
+  _wake(value: T): void {
+    if (this._done) return;
+    this._end();
+    this._res(value);
+  }
+
+  /** Wakes a boolean wait with `true` (lets a waiter be a greenlet's internal link). */
+  _notify(): void {
+    this._wake(true as T);
+  }
+
+  /** Rejects the blocking call and lets its owner forget it. */
+  _fail(error: unknown): void {
+    if (this._done) return;
+    this._end();
+    this._onCancel?.(this);
+    this._rej(error);
+  }
+
+  _end(): void {
+    this._done = true;
+    if (this._timer !== undefined) {
+      clearTimeout(this._timer);
+      this._timer = undefined;
+    } else if (this._prev !== undefined) {
+      _unlinkForever(this as _Waiter<unknown>);
+    }
+    const ctx = this._ctx;
+    if (ctx._w === this) {
+      const ws = ctx._ws;
+      ctx._w = ws === undefined ? undefined : ws.pop();
+      if (ws !== undefined && ws.length === 0) ctx._ws = undefined;
+    } else if (ctx._ws !== undefined) {
+      const i = ctx._ws.indexOf(this as _Waiter<unknown>);
+      if (i >= 0) ctx._ws.splice(i, 1);
+    }
+  }
+
+  /** Arms the timeout; `undefined` means no deadline (the wait is then listed for LoopExit). */
+  _arm(timeout: number | undefined, onTimeout: (w: _Waiter<T>) => void): void {
+    if (timeout === undefined) {
+      _linkForever(this as _Waiter<unknown>);
+      return;
+    }
+    this._onTimeout = onTimeout;
+    this._timer = setTimeout(fireTimeout, timeout, this as _Waiter<unknown>);
+  }
+}
+
+function fireTimeout(w: _Waiter<unknown>): void {
+  w._timer = undefined;
+  if (w._done) return;
+  try {
+    w._onTimeout!(w);
+  } catch (error) {
+    w._fail(error);
+  }
+}
+
+// A circular list, headed by a sentinel, of waits that have no deadline.
+const forever = new _Waiter<unknown>(new _Context());
+forever._ctx._w = undefined;
+forever.promise.catch(noop);
+forever._prev = forever;
+forever._next = forever;
+
+function _linkForever(w: _Waiter<unknown>): void {
+  const last = forever._prev!;
+  w._prev = last;
+  w._next = forever;
+  last._next = w;
+  forever._prev = w;
+}
+
+function _unlinkForever(w: _Waiter<unknown>): void {
+  w._prev!._next = w._next;
+  w._next!._prev = w._prev;
+  w._prev = undefined;
+  w._next = undefined;
+}
+
+/**
+ * @ignore Begins a blocking call in the current context. Returns the waiter, or a promise
+ * already rejected (blocking in the hub, or an exception pending for this flow).
+ */
+export function _begin<T>(): _Waiter<T> | Promise<never> {
+  const h = hub;
+  if (h !== undefined && h.loop._inCallback > 0) {
+    return Promise.reject(new BlockingSwitchOutError());
+  }
+  const ctx = als.getStore() ?? _root;
+  if (ctx._pending !== NONE) {
+    const p = ctx._pending;
+    ctx._pending = NONE;
+    return Promise.reject(p);
+  }
+  return new _Waiter<T>(ctx);
+}
+
+/**
+ * @ignore Checks a blocking call's `timeout` option: `undefined` waits forever, `0` does not
+ * wait. Returns an error to reject with, or `undefined` when it is valid.
+ */
+export function _badTimeout(timeout: unknown): Error | undefined {
+  if (timeout === undefined) return undefined;
+  try {
+    _checkMs("timeout", timeout);
+  } catch (error) {
+    return error as Error;
+  }
+  return undefined;
+}
+
+/** Something to write failure reports to, such as `{ write: (s) => console.error(s) }`. */
+export interface ExceptionStream {
+  /** Writes one chunk of text. */
+  write(text: string): unknown;
+}
+
+const encoder = new TextEncoder();
+
+const stderrStream: ExceptionStream = {
+  write(text: string): void {
+    let bytes = encoder.encode(text);
+    while (bytes.length > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
+  },
+};
+
+/** An error class, as used in {@linkcode Hub.notError}. */
+// deno-lint-ignore no-explicit-any
+export type ErrorClass = abstract new (...args: any[]) => unknown;
+
+/** @ignore Classes every new hub starts with in `notError` (greenlet.ts adds `GreenletExit`). */
+export const _notErrorDefaults: ErrorClass[] = [];
+
+/**
+ * The hub owns the event loop and reports errors that escape greenlets and callbacks.
+ * There is one per process, created on demand by {@linkcode getHub}.
+ *
+ * @example Silencing failure reports in a test
+ * ```ts
+ * import { getHub } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const hub = getHub();
+ * const lines: string[] = [];
+ * const saved = hub.exceptionStream;
+ * hub.exceptionStream = { write: (text) => lines.push(text) };
+ * hub.handleError("ctx", new RangeError("boom"));
+ * hub.exceptionStream = saved;
+ * assert.match(lines.join(""), /ctx failed with RangeError/);
+ * ```
+ */
+export class Hub {
+  /** The event loop this hub drives. */
+  readonly loop: Loop;
+  /** Where failure reports go (default: standard error). `null` silences them. */
+  exceptionStream: ExceptionStream | null = stderrStream;
+  /** Error classes that are not failures and are never printed (default `[GreenletExit]`). */
+  notError: ErrorClass[] = [..._notErrorDefaults];
+  /** @ignore Number of greenlets started and not yet dead. */
+  _alive = 0;
+  /** @ignore Waiters of `wait()` without objects, woken when `_alive` drops to zero. */
+  _idleWaiters: _Waiter<boolean>[] = [];
+
+  /** Creates a hub. Use {@linkcode getHub} instead: a second hub is never driven. */
+  constructor() {
+    this.loop = new Loop();
+    this.loop.onError = (context, error) => this.handleError(context, error);
+    globalThis.addEventListener?.("beforeunload", this.#onLoopDrained);
+  }
+
+  /**
+   * Called with every error that escapes a greenlet, a link or a loop callback. Errors whose
+   * class is in {@linkcode Hub.notError} are ignored; the rest go to
+   * {@linkcode Hub.printException}. Never throws.
+   *
+   * @param context What failed (a greenlet, a watcher, ...); rendered with `String()`.
+   * @param error What was thrown.
+   */
+  handleError(context: unknown, error: unknown): void {
+    for (const cls of this.notError) {
+      if (error instanceof cls) return;
+    }
+    try {
+      this.printException(context, error);
+    } catch {
+      // A broken exception stream must not take the hub down.
+    }
+  }
+
+  /**
+   * Writes the error's stack, then one line `<ISO time> <context> failed with <ErrorName>`,
+   * to {@linkcode Hub.exceptionStream}.
+   *
+   * @param context What failed; rendered with `String()`.
+   * @param error What was thrown.
+   */
+  printException(context: unknown, error: unknown): void {
+    const stream = this.exceptionStream;
+    if (stream === null) return;
+    let text: string;
+    let name: string;
+    if (error instanceof Error) {
+      text = error.stack ?? `${error.name}: ${error.message}`;
+      name = error.name;
+    } else {
+      text = `Uncaught ${Deno.inspect(error)}`;
+      name = error === null ? "null" : (error as object)?.constructor?.name ?? typeof error;
+    }
+    stream.write(`${text}\n${new Date().toISOString()} ${String(context)} failed with ${name}\n`);
+  }
+
+  /** @ignore Called by greenlets when they die. */
+  _greenletDied(): void {
+    if (--this._alive === 0 && this._idleWaiters.length > 0) {
+      const ws = this._idleWaiters;
+      this._idleWaiters = [];
+      for (const w of ws) w._wake(true);
+    }
+  }
+
+  #onLoopDrained = (event: Event): void => {
+    if (forever._next === forever) return;
+    const stuck: _Waiter<unknown>[] = [];
+    for (let w = forever._next!; w !== forever; w = w._next!) stuck.push(w);
+    for (const w of stuck) w._fail(new LoopExit());
+    event.preventDefault();
+  };
+}
+
+let hub: Hub | undefined;
+
+/**
+ * Returns the hub, creating it on first use. There is no `run()`: the loop runs by itself.
+ *
+ * @returns The process-wide hub.
+ *
+ * @example
+ * ```ts
+ * import { getHub } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(getHub(), getHub());
+ * ```
+ */
+export function getHub(): Hub {
+  return hub ??= new Hub();
+}
+
+function wakeUndefined(w: unknown): void {
+  (w as _Waiter<void>)._wake(undefined);
+}
+
+/**
+ * Blocks the calling greenlet for `ms` milliseconds. `sleep(0)` (the default) yields to every
+ * greenlet that is already runnable and then resumes. A blocking call: `kill()` and
+ * `Timeout` interrupt it.
+ *
+ * @param ms Milliseconds to sleep.
+ * @returns A promise that resolves when the time is up.
+ * @throws {RangeError} (as a rejection) If `ms` is negative or not finite.
+ *
+ * @example
+ * ```ts
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const t0 = performance.now();
+ * await sleep(20);
+ * assert.ok(performance.now() - t0 >= 15);
+ * ```
+ */
+export function sleep(ms = 0): Promise<void> {
+  if (ms !== 0) {
+    const bad = _badTimeout(ms);
+    if (bad !== undefined) return Promise.reject(bad);
+  }
+  const w = _begin<void>();
+  if (w instanceof Promise) return w;
+  if (ms === 0) getHub().loop._schedule(wakeUndefined, w);
+  else w._timer = setTimeout(wakeUndefined, ms, w);
+  return w.promise;
+}
+
+/**
+ * Blocks until the loop's run queue is empty: every callback and greenlet start queued
+ * before has run. A blocking call.
+ *
+ * @returns A promise that resolves once the loop is idle.
+ *
+ * @example
+ * ```ts
+ * import { getHub, idle } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let ran = false;
+ * getHub().loop.runCallback(() => ran = true);
+ * await idle();
+ * assert.equal(ran, true);
+ * ```
+ */
+export function idle(): Promise<void> {
+  const w = _begin<void>();
+  if (w instanceof Promise) return w;
+  const loop = getHub().loop;
+  w._timer = setTimeout(function check(): void {
+    if (loop.pendingCount === 0) w._wake(undefined);
+    else w._timer = setTimeout(check, 0);
+  }, 0);
+  return w.promise;
+}
+
+/** Anything that can notify callbacks when it becomes ready: greenlets, events, results. */
+export interface Linkable {
+  /** Registers `callback(this)` to run in the hub once the object is ready. */
+  rawlink(callback: (source: this) => void): void;
+  /** Removes a callback registered with `rawlink`. */
+  unlink(callback: (source: this) => void): void;
+}
+
+/** Options of {@linkcode wait} and {@linkcode iwait}. */
+export interface WaitOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+  /** Stop after this many objects are ready (default: all of them). */
+  count?: number;
+}
+
+function checkCount(count: unknown): Error | undefined {
+  if (count === undefined) return undefined;
+  if (typeof count !== "number" || !Number.isInteger(count) || count < 0) {
+    return new RangeError(`'count' must be a non-negative integer: current value is ${count}`);
+  }
+  return undefined;
+}
+
+function idleTimedOut(w: _Waiter<boolean>): void {
+  const list = (w._owner as Hub)._idleWaiters;
+  const i = list.indexOf(w);
+  if (i >= 0) list.splice(i, 1);
+  w._wake(false);
+}
+
+/**
+ * Waits for objects to become ready, or, with no objects, for every greenlet to finish.
+ *
+ * With objects, resolves to the ready ones in completion order once `count` of them (default:
+ * all) are ready or the timeout elapses. Without objects, resolves `true` once no greenlet
+ * is alive, `false` if the timeout elapsed first. A blocking call.
+ *
+ * @typeParam T The kind of object waited on.
+ * @param objects Greenlets, events, results: anything with `rawlink`/`unlink`.
+ * @param options `timeout` in milliseconds and `count`.
+ * @returns The ready objects, or (without objects) whether everything finished.
+ * @throws {RangeError} (as a rejection) For a bad `timeout` or `count`.
+ *
+ * @example
+ * ```ts
+ * import { wait } from "./hub.ts";
+ * import { Event } from "./event.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new Event();
+ * const b = new Event();
+ * setTimeout(() => b.set(), 5);
+ * const ready = await wait([a, b], { count: 1 });
+ * assert.deepEqual(ready, [b]);
+ * ```
+ */
+export function wait(objects?: undefined, options?: WaitOptions): Promise<boolean>;
+export function wait<T extends Linkable>(objects: Iterable<T>, options?: WaitOptions): Promise<T[]>;
+export async function wait<T extends Linkable>(
+  objects?: Iterable<T>,
+  options: WaitOptions = {},
+): Promise<T[] | boolean> {
+  const { timeout } = options;
+  const bad = _badTimeout(timeout) ?? checkCount(options.count);
+  if (bad !== undefined) throw bad;
+  if (objects === undefined) {
+    const h = getHub();
+    if (h._alive === 0) return true;
+    if (timeout === 0) return false;
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    w._owner = h;
+    w._onCancel = idleTimedOut;
+    h._idleWaiters.push(w);
+    w._arm(timeout, idleTimedOut);
+    return w.promise;
+  }
+  const result: T[] = [];
+  for await (const o of iwait(objects, options)) result.push(o);
+  return result;
+}
+
+function wakeIterator(w: _Waiter<boolean>): void {
+  w._wake(false);
+}
+
+/**
+ * Iterates over objects as they become ready, in completion order, until `count` (default:
+ * all) have been yielded or the timeout (counted from the first step) elapses. Ending the loop
+ * early unlinks every object. Each step is a blocking call.
+ *
+ * @typeParam T The kind of object waited on.
+ * @param objects Greenlets, events, results: anything with `rawlink`/`unlink`.
+ * @param options `timeout` in milliseconds and `count`.
+ * @returns An async iterator of ready objects.
+ * @throws {RangeError} For a bad `timeout` or `count`.
+ *
+ * @example
+ * ```ts
+ * import { iwait } from "./hub.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const slow = spawn(async () => { await sleep(20); return "slow"; });
+ * const fast = spawn(async () => { await sleep(1); return "fast"; });
+ * const order: (string | undefined)[] = [];
+ * for await (const g of iwait([slow, fast])) order.push(g.value);
+ * assert.deepEqual(order, ["fast", "slow"]);
+ * ```
+ */
+export async function* iwait<T extends Linkable>(
+  objects: Iterable<T>,
+  options: WaitOptions = {},
+): AsyncGenerator<T, void, undefined> {
+  const { timeout } = options;
+  const bad = _badTimeout(timeout) ?? checkCount(options.count);
+  if (bad !== undefined) throw bad;
+  const list = [...objects];
+  const target = Math.min(options.count ?? list.length, list.length);
+  const ready: T[] = [];
+  let waiter: _Waiter<boolean> | undefined;
+  const onReady = (o: T): void => {
+    ready.push(o);
+    waiter?._wake(true);
+  };
+  for (const o of list) o.rawlink(onReady);
+  const deadline = timeout === undefined ? undefined : performance.now() + timeout;
+  try {
+    let yielded = 0;
+    while (yielded < target) {
+      if (ready.length > 0) {
+        yielded++;
+        yield ready.shift()!;
+        continue;
+      }
+      const left = deadline === undefined ? undefined : Math.max(0, deadline - performance.now());
+      if (left === 0) return;
+      const w = _begin<boolean>();
+      if (w instanceof Promise) await w;
+      waiter = w as _Waiter<boolean>;
+      waiter._arm(left, wakeIterator);
+      const woke = await waiter.promise;
+      waiter = undefined;
+      if (!woke && ready.length === 0) return;
+    }
+  } finally {
+    for (const o of list) o.unlink(onReady);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * **@x/gevent**: gevent's model of concurrency for Deno.
+ *
+ * Greenlets with `spawn` / `join` / `value`, an implicit hub that owns the loop, timeouts that
+ * interrupt whatever a greenlet waits on, and events to coordinate them. There is no `run()`:
+ * the first blocking call or spawn creates the hub.
+ *
+ * @example The seed's introduction, in TypeScript
+ * ```ts
+ * import { getHub, joinAll, sleep, spawn } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const lookup = async (name: string) => {
+ *   await sleep(5); // stands for a network round trip
+ *   return `${name.length}.0.0.1`;
+ * };
+ * const urls = ["www.google.com", "www.example.com", "www.python.org"];
+ * const jobs = urls.map((url) => spawn(lookup, url));
+ * await joinAll(jobs, { timeout: 2000 });
+ * assert.deepEqual(jobs.map((job) => job.value), ["14.0.0.1", "15.0.0.1", "14.0.0.1"]);
+ *
+ * getHub().exceptionStream = null; // the report would go to stderr
+ * const failed = spawn(() => 1n / 0n);
+ * await failed.join(); // the error does not escape the greenlet
+ * assert.ok(failed.exception instanceof RangeError);
+ * ```
+ *
+ * @module
+ */
+
+export { CallbackWatcher, Loop, type TimerOptions, TimerWatcher } from "./core.ts";
+export {
+  BlockingSwitchOutError,
+  type ErrorClass,
+  type ExceptionStream,
+  getHub,
+  Hub,
+  idle,
+  iwait,
+  type Linkable,
+  LoopExit,
+  sleep,
+  wait,
+  type WaitOptions,
+} from "./hub.ts";
+export { Timeout, withTimeout, type WithTimeoutOptions } from "./timeout.ts";
+export {
+  currentSignal,
+  getCurrent,
+  type GetOptions,
+  Greenlet,
+  GreenletExit,
+  joinAll,
+  type JoinAllOptions,
+  type JoinOptions,
+  killAll,
+  type KillOptions,
+  type LinkTarget,
+  type ResultReceiver,
+  spawn,
+  spawnLater,
+} from "./greenlet.ts";
+export { AsyncResult, Event, type ResultGetOptions, type WaitTimeoutOptions } from "./event.ts";
