@@ -17,7 +17,7 @@ import {
   _current,
   _notErrorDefaults,
   _runIn,
-  _Waiter,
+  type _Waiter,
   getHub,
   type Hub,
 } from "./hub.ts";

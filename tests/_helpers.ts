@@ -1,0 +1,65 @@
+/**
+ * Shared test fixtures: the timeout contract every blocking API must honour, and a way to
+ * capture what the hub prints.
+ */
+import assert from "node:assert/strict";
+import { getHub } from "../hub.ts";
+
+/** How a blocking API is exercised by {@linkcode assertTimeoutContract}. */
+export interface TimeoutCase<R> {
+  /** Starts the blocking call on an object that will not become ready by itself. */
+  call(timeout: number | undefined): Promise<R>;
+  /** Checks the outcome of a wait whose timeout elapsed (a value or the rejection). */
+  elapsed(outcome: { value?: R; error?: unknown }): void;
+}
+
+async function outcomeOf<R>(p: Promise<R>): Promise<{ value?: R; error?: unknown }> {
+  try {
+    return { value: await p };
+  } catch (error) {
+    return { error };
+  }
+}
+
+/**
+ * The shared timeout contract: `timeout: 0` does not wait (it settles before a 5 ms timer),
+ * an elapsed timeout gives the documented result, and a negative or non-finite timeout
+ * rejects with `RangeError` (never a synchronous throw).
+ */
+export async function assertTimeoutContract<R>(t: Deno.TestContext, c: TimeoutCase<R>) {
+  await t.step("timeout 0 does not wait", async () => {
+    let timerFired = false;
+    const timer = setTimeout(() => timerFired = true, 5);
+    const outcome = await outcomeOf(c.call(0));
+    clearTimeout(timer);
+    assert.equal(timerFired, false, "timeout: 0 waited for a timer");
+    c.elapsed(outcome);
+  });
+  await t.step("an elapsed timeout gives the documented result", async () => {
+    const t0 = performance.now();
+    const outcome = await outcomeOf(c.call(20));
+    assert.ok(performance.now() - t0 >= 15, "returned before its timeout elapsed");
+    c.elapsed(outcome);
+  });
+  for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    await t.step(`timeout ${bad} rejects with RangeError`, async () => {
+      let p: Promise<R> | undefined;
+      assert.doesNotThrow(() => p = c.call(bad), "threw synchronously instead of rejecting");
+      await assert.rejects(p!, RangeError);
+    });
+  }
+}
+
+/** Captures the hub's failure reports while `fn` runs; returns what was written. */
+export async function captureReports(fn: () => unknown): Promise<string> {
+  const hub = getHub();
+  const saved = hub.exceptionStream;
+  let text = "";
+  hub.exceptionStream = { write: (s: string) => text += s };
+  try {
+    await fn();
+  } finally {
+    hub.exceptionStream = saved;
+  }
+  return text;
+}
