@@ -204,7 +204,10 @@ export class Loop {
     throw error;
   };
 
+  // The run queue holds (fn, arg) pairs in `#queue[0 .. #length)`. Arrays are reused, never
+  // truncated, so a steady flow of callbacks allocates nothing.
   #queue: unknown[] = [];
+  #length = 0;
   #spare: unknown[] = [];
   #scheduled = false;
   #sliceStart = 0;
@@ -256,12 +259,16 @@ export class Loop {
 
   /** Number of callbacks waiting in the run queue. */
   get pendingCount(): number {
-    return this.#queue.length >> 1;
+    return this.#length >> 1;
   }
 
   /** @ignore Internal fast path: queue `fn(arg)` without a watcher. `fn` must not throw. */
   _schedule(fn: Entry, arg: unknown): void {
-    this.#queue.push(fn, arg);
+    const q = this.#queue;
+    const n = this.#length;
+    q[n] = fn;
+    q[n + 1] = arg;
+    this.#length = n + 2;
     if (!this.#scheduled) {
       this.#scheduled = true;
       this.#kick();
@@ -281,15 +288,18 @@ export class Loop {
   }
 
   #kick(): void {
-    const now = performance.now();
-    if (now - this.#sliceStart > SLICE_MS) {
-      setImmediate(this.#drainFromMacrotask);
-    } else {
-      _runOutside(this.#queueDrain);
-    }
+    kicked.push(this);
+    if (kicked.length === 1) openGate();
   }
 
-  #queueDrain = (): void => queueMicrotask(this.#drain);
+  /** @ignore Entered from the gate, outside every async context. */
+  _enter(): void {
+    if (performance.now() - this.#sliceStart > SLICE_MS) {
+      setImmediate(this.#drainFromMacrotask);
+    } else {
+      this.#drain();
+    }
+  }
 
   #drainFromMacrotask = (): void => {
     this.#sliceStart = performance.now();
@@ -298,40 +308,57 @@ export class Loop {
 
   #drain = (): void => {
     const queue = this.#queue;
+    const n = this.#length;
     this.#queue = this.#spare;
-    const n = queue.length;
+    this.#length = 0;
     let i = 0;
     try {
-      for (; i < n; i += 2) {
-        (queue[i] as Entry)(queue[i + 1]);
-        if ((i & 2046) === 2046 && performance.now() - this.#sliceStart > SLICE_MS) {
-          // Out of time: put the rest back in front of what was queued meanwhile.
-          i += 2;
-          const rest = queue.slice(i);
-          for (let j = 0; j < this.#queue.length; j++) rest.push(this.#queue[j]);
-          this.#queue = rest;
-          break;
-        }
+      while (i < n) {
+        const fn = queue[i] as Entry;
+        const arg = queue[i + 1];
+        queue[i] = queue[i + 1] = undefined;
+        i += 2;
+        fn(arg);
+        if ((i & 2047) === 0 && performance.now() - this.#sliceStart > SLICE_MS) break;
       }
     } finally {
-      queue.length = 0;
-      this.#spare = queue;
+      if (i < n) {
+        // Out of time (or an internal callback threw): what is left runs first next turn.
+        const rest = queue.slice(i, n);
+        for (let j = 0; j < this.#length; j++) rest.push(this.#queue[j]);
+        this.#queue.fill(undefined, 0, this.#length);
+        this.#spare = this.#queue;
+        this.#queue = rest;
+        this.#length = rest.length;
+        queue.fill(undefined, i, n);
+      } else {
+        this.#spare = queue;
+      }
       this.#now = performance.now();
-      if (this.#queue.length > 0) this.#kick();
+      if (this.#length > 0) this.#kick();
       else this.#scheduled = false;
     }
   };
 }
 
-let runOutside: (fn: () => void) => void = (fn) => fn();
+// Loops are drained through a reaction registered on a "gate" promise from code that runs
+// outside every async context: first this module's top level, then the gate reaction itself.
+// Resolving the gate from anywhere runs the drain in that empty context, so callbacks never
+// inherit the async context of whoever queued them, and entering a greenlet's context from
+// there costs about a third of entering it from inside another context.
+const kicked: Loop[] = [];
+let openGate: () => void = armGate();
 
-/** @ignore Lets the hub make queued drains run outside any greenlet's async context. */
-export function _setRunOutside(fn: (fn: () => void) => void): void {
-  runOutside = fn;
+function armGate(): () => void {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  promise.then(gateOpened);
+  return resolve;
 }
 
-function _runOutside(fn: () => void): void {
-  runOutside(fn);
+function gateOpened(): void {
+  openGate = armGate();
+  const loops = kicked.splice(0);
+  for (const loop of loops) loop._enter();
 }
 
 /**

@@ -88,7 +88,20 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
       typeof (value as PromiseLike<unknown>).then === "function");
 }
 
-function invoke(g: Greenlet<unknown>): void {
+// Reactions run in the async context captured when `.then` was called: the greenlet's own.
+function settleValue(value: unknown): void {
+  (_current() as Greenlet<unknown>)._die(value, undefined, false);
+}
+
+function settleError(error: unknown): void {
+  (_current() as Greenlet<unknown>)._die(undefined, error, true);
+}
+
+let starting: Greenlet<unknown> | undefined;
+
+function invoke(): void {
+  const g = starting!;
+  starting = undefined;
   let result: unknown;
   try {
     result = g._fn(...g._args);
@@ -96,7 +109,9 @@ function invoke(g: Greenlet<unknown>): void {
     g._die(undefined, error, true);
     return;
   }
-  if (isThenable(result)) {
+  if (result instanceof Promise) {
+    result.then(settleValue, settleError);
+  } else if (isThenable(result)) {
     result.then((v) => g._die(v, undefined, false), (e) => g._die(undefined, e, true));
   } else {
     g._die(result, undefined, false);
@@ -108,7 +123,8 @@ function runGreenlet(arg: unknown): void {
   if (g._state !== SCHEDULED) return;
   g._startTimer = undefined;
   g._state = RUNNING;
-  _runIn(g, invoke, g);
+  starting = g;
+  _runIn(g, invoke);
 }
 
 function runLinks(arg: unknown): void {
@@ -603,7 +619,9 @@ export function spawn<A extends unknown[], R>(
   fn: (...args: A) => R,
   ...args: A
 ): Greenlet<Awaited<R>> {
-  return Greenlet.spawn(fn, ...args);
+  const g = new Greenlet<Awaited<R>>(fn as AnyFn as () => Awaited<R>, ...args);
+  g.start();
+  return g;
 }
 
 /**
@@ -755,29 +773,31 @@ export async function joinAll<G extends Greenlet<unknown>>(
     throw new RangeError(`'count' must be a non-negative integer: current value is ${count}`);
   }
   const target = Math.min(count, list.length);
-  const pending: G[] = [];
   const done: G[] = [];
+  let pending = 0;
   for (const g of list) {
     if (!(g instanceof Greenlet)) {
       throw new TypeError(`'greenlets' must hold Greenlets: found ${renderArg(g)}`);
     }
-    if (g.dead) {
+    if (g._state >= SUCCEEDED) {
       if (raiseError && g._state === FAILED) throw g._result;
       done.push(g);
-    } else pending.push(g);
+    } else pending++;
   }
-  if (done.length >= target || timeout === 0) return done.slice(0, Math.max(target, 0));
+  if (done.length >= target || timeout === 0) return done.slice(0, target);
   const c = new Collector(target - done.length, raiseError);
   c.done = done as Greenlet<unknown>[];
   const w = _begin<void>();
   if (w instanceof Promise) await w;
   c.w = w as _Waiter<void>;
-  for (const g of pending) g._addLink(c as unknown as LinkEntry);
+  for (const g of list) if (g._state < SUCCEEDED) g._addLink(c as unknown as LinkEntry);
   c.w._arm(timeout, collectorTimedOut);
   try {
     await c.w.promise;
   } finally {
-    for (const g of pending) if (!g.dead) g._removeLink(c as unknown as LinkEntry);
+    if (c.done.length - (list.length - pending) < pending) {
+      for (const g of list) if (g._state < SUCCEEDED) g._removeLink(c as unknown as LinkEntry);
+    }
   }
   return c.done.slice(0, target) as G[];
 }

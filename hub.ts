@@ -12,7 +12,7 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { _checkMs, _setRunOutside, Loop } from "./core.ts";
+import { _checkMs, Loop } from "./core.ts";
 
 /**
  * Raised when a blocking call is made "in the hub": synchronously inside a `rawlink`
@@ -116,7 +116,6 @@ export class _Context {
 }
 
 const als = new AsyncLocalStorage<_Context | undefined>();
-_setRunOutside((fn) => als.run(undefined, fn));
 
 /** @ignore The flow of code that runs outside every greenlet. */
 export const _root: _Context = new _Context();
@@ -126,9 +125,9 @@ export function _current(): _Context {
   return als.getStore() ?? _root;
 }
 
-/** @ignore Runs `fn(arg)` with `ctx` as the current context (propagates through `await`). */
-export function _runIn<A, R>(ctx: _Context, fn: (arg: A) => R, arg: A): R {
-  return als.run(ctx, fn, arg);
+/** @ignore Runs `fn()` with `ctx` as the current context (propagates through `await`). */
+export function _runIn<R>(ctx: _Context, fn: () => R): R {
+  return als.run(ctx, fn);
 }
 
 /** @ignore Whether the caller is synchronously inside a hub callback. */
@@ -301,6 +300,26 @@ const stderrStream: ExceptionStream = {
 // deno-lint-ignore no-explicit-any
 export type ErrorClass = abstract new (...args: any[]) => unknown;
 
+// ---- The hub's resolver (resolver.ts registers the factory; hub.ts cannot import it) ----
+
+/**
+ * What the hub requires of its resolver. `resolver.ts`'s `Resolver` is the implementation;
+ * assign one to {@linkcode Hub.resolver} to change name servers, timeouts or caching.
+ */
+export interface HubResolver {
+  /** Resolves a host name to one IPv4 address (a blocking call). */
+  gethostbyname(host: string): Promise<string>;
+  /** Releases the resolver: stops its lookups and drops its cache. */
+  close(): void;
+}
+
+let resolverFactory: (() => HubResolver) | undefined;
+
+/** @ignore Registers how the hub creates its default resolver (called by resolver.ts). */
+export function _setResolverFactory(factory: () => HubResolver): void {
+  resolverFactory = factory;
+}
+
 /** @ignore Classes every new hub starts with in `notError` (greenlet.ts adds `GreenletExit`). */
 export const _notErrorDefaults: ErrorClass[] = [];
 
@@ -333,6 +352,26 @@ export class Hub {
   _alive = 0;
   /** @ignore Waiters of `wait()` without objects, woken when `_alive` drops to zero. */
   _idleWaiters: _Waiter<boolean>[] = [];
+  #resolver: HubResolver | undefined = undefined;
+
+  /**
+   * The resolver the socket functions use, created on first use (importing `socket.ts` or
+   * `resolver.ts` registers the default `Resolver`). Setting it closes the previous one.
+   *
+   * @throws {Error} If no resolver module was imported.
+   */
+  get resolver(): HubResolver {
+    if (this.#resolver !== undefined) return this.#resolver;
+    if (resolverFactory === undefined) {
+      throw new Error("No resolver: import resolver.ts or socket.ts first");
+    }
+    return this.#resolver = resolverFactory();
+  }
+  set resolver(value: HubResolver) {
+    if (value === this.#resolver) return;
+    this.#resolver?.close();
+    this.#resolver = value;
+  }
 
   /** Creates a hub. Use {@linkcode getHub} instead: a second hub is never driven. */
   constructor() {
@@ -384,7 +423,7 @@ export class Hub {
 
   /** @ignore Called by greenlets when they die. */
   _greenletDied(): void {
-    if (--this._alive === 0 && this._idleWaiters.length > 0) {
+    if (--this._alive === 0 && this._idleWaiters.length !== 0) {
       const ws = this._idleWaiters;
       this._idleWaiters = [];
       for (const w of ws) w._wake(true);

@@ -220,5 +220,5 @@ export function withTimeout<T, D = never>(
   };
   // Outside any greenlet, give the call a flow of its own so concurrent top-level calls do
   // not interrupt each other.
-  return _current() === _root ? _runIn(new _Context(), run, undefined) : run();
+  return _current() === _root ? _runIn(new _Context(), run) : run();
 }
