@@ -72,6 +72,13 @@ export class _Context {
   _pending: unknown = NONE;
   /** Controller of `currentSignal()`; aborted and dropped when an exception is thrown in. */
   _scope: AbortController | undefined = undefined;
+  /**
+   * Sub-flows of the root flow (top-level `withTimeout` calls): an exception thrown into the
+   * root reaches those of them that are blocked, and the others at their next blocking call.
+   */
+  _children: Set<_Context> | undefined = undefined;
+  /** The flow whose pending exception this sub-flow also honours. */
+  _parent: _Context | undefined = undefined;
 
   /** Throws `exc` into this flow: at its pending blocking call, or at its next one. */
   _throw(exc: unknown): void {
@@ -80,9 +87,22 @@ export class _Context {
       this._scope = undefined;
       scope.abort(exc);
     }
+    let delivered = false;
+    if (this._children !== undefined) {
+      for (const child of this._children) {
+        if (child._w !== undefined) {
+          child._throw(exc);
+          delivered = true;
+        } else if (child._scope !== undefined) {
+          const s = child._scope;
+          child._scope = undefined;
+          s.abort(exc);
+        }
+      }
+    }
     const w = this._w;
     if (w === undefined) {
-      this._pending = exc;
+      if (!delivered) this._pending = exc;
       return;
     }
     const others = this._ws;
@@ -119,6 +139,18 @@ const als = new AsyncLocalStorage<_Context | undefined>();
 
 /** @ignore The flow of code that runs outside every greenlet. */
 export const _root: _Context = new _Context();
+
+/**
+ * @ignore Runs `fn()` in a new sub-flow of the root flow, so that concurrent top-level
+ * callers of `withTimeout` do not interrupt each other while a Timeout of the root flow
+ * still reaches them.
+ */
+export function _runInSubflow<R>(fn: () => Promise<R>): Promise<R> {
+  const child = new _Context();
+  child._parent = _root;
+  (_root._children ??= new Set()).add(child);
+  return als.run(child, fn).finally(() => _root._children!.delete(child));
+}
 
 /** @ignore The context of the running code: a greenlet, or `_root`. */
 export function _current(): _Context {
@@ -262,6 +294,12 @@ export function _begin<T>(): _Waiter<T> | Promise<never> {
   if (ctx._pending !== NONE) {
     const p = ctx._pending;
     ctx._pending = NONE;
+    return Promise.reject(p);
+  }
+  const parent = ctx._parent;
+  if (parent !== undefined && parent._pending !== NONE) {
+    const p = parent._pending;
+    parent._pending = NONE;
     return Promise.reject(p);
   }
   return new _Waiter<T>(ctx);
@@ -527,6 +565,8 @@ export interface Linkable {
   rawlink(callback: (source: this) => void): void;
   /** Removes a callback registered with `rawlink`. */
   unlink(callback: (source: this) => void): void;
+  /** Whether the object is ready now (optional: such objects count at once in `wait`). */
+  ready?(): boolean;
 }
 
 /** Options of {@linkcode wait} and {@linkcode iwait}. */
@@ -648,7 +688,16 @@ export async function* iwait<T extends Linkable>(
     ready.push(o);
     waiter?._wake(true);
   };
-  for (const o of list) o.rawlink(onReady);
+  const linked: T[] = [];
+  for (const o of list) {
+    // Objects already ready (greenlets, events, results have `ready()`) count at once.
+    if (o.ready?.() === true) {
+      ready.push(o);
+    } else {
+      o.rawlink(onReady);
+      linked.push(o);
+    }
+  }
   const deadline = timeout === undefined ? undefined : performance.now() + timeout;
   try {
     let yielded = 0;
@@ -669,6 +718,6 @@ export async function* iwait<T extends Linkable>(
       if (!woke && ready.length === 0) return;
     }
   } finally {
-    for (const o of list) o.unlink(onReady);
+    for (const o of linked) o.unlink(onReady);
   }
 }

@@ -13,7 +13,7 @@
  */
 
 import { _checkMs } from "./core.ts";
-import { _Context, _current, _root, _runIn, getHub } from "./hub.ts";
+import { _Context, _current, _root, _runInSubflow, getHub } from "./hub.ts";
 
 function fireTimeout(t: Timeout): void {
   t._fire();
@@ -220,5 +220,5 @@ export function withTimeout<T, D = never>(
   };
   // Outside any greenlet, give the call a flow of its own so concurrent top-level calls do
   // not interrupt each other.
-  return _current() === _root ? _runIn(new _Context(), run) : run();
+  return _current() === _root ? _runInSubflow(run) : run();
 }

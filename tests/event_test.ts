@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { joinAll, spawn } from "../greenlet.ts";
+import { BlockingSwitchOutError, sleep } from "../hub.ts";
+import { AsyncResult, Event } from "../event.ts";
+import { Timeout } from "../timeout.ts";
+import { assertTimeoutContract } from "./_helpers.ts";
+
+Deno.test("Event.wait() resolves true once set, waking waiters in order", async () => {
+  const ev = new Event();
+  const order: number[] = [];
+  const gs = [1, 2, 3].map((n) =>
+    spawn(async () => {
+      assert.equal(await ev.wait(), true);
+      order.push(n);
+    })
+  );
+  await sleep(0);
+  assert.equal(ev.linkCount(), 3);
+  ev.set();
+  await joinAll(gs);
+  assert.deepEqual(order, [1, 2, 3]);
+  assert.equal(ev.linkCount(), 0);
+});
+
+Deno.test("Event.wait() on a set event resolves true at once; clear() resets it", async () => {
+  const ev = new Event();
+  ev.set();
+  assert.equal(ev.isSet(), true);
+  assert.equal(ev.ready(), true);
+  assert.equal(await ev.wait({ timeout: 0 }), true);
+  ev.clear();
+  assert.equal(ev.isSet(), false);
+  assert.equal(await ev.wait({ timeout: 0 }), false);
+});
+
+Deno.test("Event.wait() resolves false only when its timeout elapsed", async (t) => {
+  const ev = new Event();
+  await assertTimeoutContract(t, {
+    call: (timeout) => ev.wait({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, false);
+    },
+  });
+  assert.equal(ev.linkCount(), 0, "timed-out waiters are forgotten");
+});
+
+Deno.test("Event.wait() set before its timeout resolves true", async () => {
+  const ev = new Event();
+  setTimeout(() => ev.set(), 5);
+  assert.equal(await ev.wait({ timeout: 1000 }), true);
+});
+
+Deno.test("Event.rawlink() runs in the hub each time the event is set", async () => {
+  const ev = new Event();
+  const seen: unknown[] = [];
+  const cb = (source: Event) => {
+    seen.push(source);
+    sleep(0).catch((e) => seen.push(e instanceof BlockingSwitchOutError));
+  };
+  ev.rawlink(cb);
+  ev.set();
+  await sleep(0);
+  await sleep(0);
+  assert.deepEqual(seen, [ev, true]);
+  ev.unlink(cb);
+  ev.clear();
+  ev.set();
+  await sleep(0);
+  assert.equal(seen.length, 2);
+  assert.throws(() => ev.rawlink(1 as unknown as () => void), TypeError);
+});
+
+Deno.test("AsyncResult.get() returns the value set later", async () => {
+  const result = new AsyncResult<string>();
+  assert.equal(result.ready(), false);
+  const g = spawn(() => result.get());
+  await sleep(0);
+  result.set("done");
+  await g.join();
+  assert.equal(g.value, "done");
+  assert.equal(result.successful(), true);
+  assert.equal(result.value, "done");
+  assert.equal(result.getNowait(), "done");
+});
+
+Deno.test("AsyncResult.setException() makes get() and getNowait() throw it", async () => {
+  const result = new AsyncResult<number>();
+  const err = new TypeError("failed");
+  result.setException(err);
+  assert.equal(result.ready(), true);
+  assert.equal(result.successful(), false);
+  assert.equal(result.exception, err);
+  await assert.rejects(result.get(), (e) => e === err);
+  assert.throws(() => result.getNowait(), (e) => e === err);
+  assert.equal(await result.wait(), undefined, "wait() never throws the stored error");
+});
+
+Deno.test("AsyncResult.getNowait() and get({ block: false }) throw Timeout when unready", async () => {
+  const result = new AsyncResult();
+  assert.throws(() => result.getNowait(), Timeout);
+  await assert.rejects(result.get({ block: false }), Timeout);
+});
+
+Deno.test("AsyncResult.get() honours the timeout contract", async (t) => {
+  const result = new AsyncResult();
+  await assertTimeoutContract(t, {
+    call: (timeout) => result.get({ timeout }),
+    elapsed: ({ error }) => assert.ok(error instanceof Timeout),
+  });
+});
+
+Deno.test("AsyncResult.wait() honours the timeout contract", async (t) => {
+  const result = new AsyncResult<number>();
+  await assertTimeoutContract(t, {
+    call: (timeout) => result.wait({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, undefined);
+    },
+  });
+  result.set(3);
+  assert.equal(await result.wait({ timeout: 0 }), 3);
+});
+
+Deno.test("AsyncResult.rawlink() fires when set, at once if already set", async () => {
+  const result = new AsyncResult<number>();
+  const seen: number[] = [];
+  result.rawlink((r) => seen.push(r.value!));
+  result.set(1);
+  await sleep(0);
+  const late = new AsyncResult<number>();
+  late.set(2);
+  late.rawlink((r) => seen.push(r.value!));
+  await sleep(0);
+  assert.deepEqual(seen, [1, 2]);
+});
