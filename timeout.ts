@@ -13,7 +13,7 @@
  */
 
 import { _checkMs } from "./core.ts";
-import { _Context, _current, _root, _runInSubflow, getHub } from "./hub.ts";
+import { type _Context, _current, _root, _runInSubflow, getHub } from "./hub.ts";
 
 function fireTimeout(t: Timeout): void {
   t._fire();
