@@ -61,3 +61,5 @@ export {
   spawnLater,
 } from "./greenlet.ts";
 export { AsyncResult, Event, type ResultGetOptions, type WaitTimeoutOptions } from "./event.ts";
+export * as socket from "./socket.ts";
+export { StreamServer, type StreamServerOptions } from "./server.ts";
