@@ -619,6 +619,28 @@ function idleTimedOut(w: _Waiter<boolean>): void {
  * ```
  */
 export function wait(objects?: undefined, options?: WaitOptions): Promise<boolean>;
+/**
+ * Waits for objects to become ready; resolves to the ready ones in completion order once
+ * `count` of them (default: all) are ready or the timeout elapses. A blocking call.
+ *
+ * @typeParam T The kind of object waited on.
+ * @param objects Greenlets, events, results: anything with `rawlink`/`unlink`.
+ * @param options `timeout` in milliseconds and `count`.
+ * @returns The ready objects.
+ * @throws {RangeError} (as a rejection) For a bad `timeout` or `count`.
+ *
+ * @example Waiting for the first of two events
+ * ```ts
+ * import { wait } from "./hub.ts";
+ * import { Event } from "./event.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new Event();
+ * const b = new Event();
+ * b.set();
+ * assert.deepEqual(await wait([a, b], { count: 1 }), [b]);
+ * ```
+ */
 export function wait<T extends Linkable>(objects: Iterable<T>, options?: WaitOptions): Promise<T[]>;
 export async function wait<T extends Linkable>(
   objects?: Iterable<T>,
@@ -668,7 +690,7 @@ function wakeIterator(w: _Waiter<boolean>): void {
  *
  * const slow = spawn(async () => { await sleep(20); return "slow"; });
  * const fast = spawn(async () => { await sleep(1); return "fast"; });
- * const order: (string | undefined)[] = [];
+ * const order: unknown[] = [];
  * for await (const g of iwait([slow, fast])) order.push(g.value);
  * assert.deepEqual(order, ["fast", "slow"]);
  * ```
