@@ -1,0 +1,160 @@
+/**
+ * A loopback DNS server for tests, benchmarks and the demo: a real UDP server on 127.0.0.1
+ * (port 0 by default) built on `node:dgram` (no `--unstable-net` needed) and `dns-packet`.
+ *
+ * Answers A, AAAA and PTR queries from a table; other names get NXDOMAIN. Latency, names
+ * that get NXDOMAIN, silence (no answer at all) and a query counter are configurable.
+ * `close()` clears every pending reply timer and closes the socket, so test sanitizers
+ * find nothing open.
+ */
+import dgram from "node:dgram";
+import dnsPacket from "npm:dns-packet@5.6.1";
+
+/** The records of one name. */
+export interface DnsRecords {
+  /** IPv4 addresses. */
+  A?: string[];
+  /** IPv6 addresses. */
+  AAAA?: string[];
+  /** Names, for reverse (`*.in-addr.arpa`) entries. */
+  PTR?: string[];
+}
+
+/** Options of {@linkcode startDnsServer}. */
+export interface DnsServerOptions {
+  /** Records by name (case-insensitive, without the final dot). */
+  records?: Record<string, DnsRecords>;
+  /** Answer every name of the form `hostN.test` with `10.0.N/256.N%256` (for load tests). */
+  synthetic?: boolean;
+  /** Milliseconds to wait before each answer (default 0). */
+  latency?: number;
+  /** Names to answer with NXDOMAIN even if they have records. */
+  nxdomain?: string[];
+  /** Never answer anything (a dead server). */
+  silent?: boolean;
+  /** Names never answered. */
+  silentNames?: string[];
+  /** The port (default 0: any free port). */
+  port?: number;
+}
+
+/** A running loopback DNS server. */
+export interface DnsServer {
+  /** Its address, for `Resolver({ nameservers: [server.nameserver] })`. */
+  nameserver: { ipAddr: string; port: number };
+  /** How many queries arrived (a query for A and one for AAAA count as two). */
+  queries: number;
+  /** The names asked, in arrival order. */
+  asked: string[];
+  /** Resolves with the name of the next query that arrives. */
+  nextQuery(): Promise<string>;
+  /** Changes the latency of later answers. */
+  latency: number;
+  /** Whether the server ignores every query. */
+  silent: boolean;
+  /** Stops the server: pending answers are dropped and the socket is closed. */
+  close(): Promise<void>;
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const NXDOMAIN = 3;
+
+/** Starts a loopback DNS server; see {@linkcode DnsServerOptions}. */
+export async function startDnsServer(options: DnsServerOptions = {}): Promise<DnsServer> {
+  const records = new Map<string, DnsRecords>();
+  for (const [name, recs] of Object.entries(options.records ?? {})) {
+    records.set(name.toLowerCase().replace(/\.$/, ""), recs);
+  }
+  const nxdomain = new Set((options.nxdomain ?? []).map((n) => n.toLowerCase()));
+  const silentNames = new Set((options.silentNames ?? []).map((n) => n.toLowerCase()));
+  const socket = dgram.createSocket("udp4");
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  let closed = false;
+  let waiting: ((name: string) => void)[] = [];
+
+  const lookup = (name: string): DnsRecords | undefined => {
+    const hit = records.get(name);
+    if (hit !== undefined) return hit;
+    const m = options.synthetic ? /^host(\d+)\.test$/.exec(name) : null;
+    if (m === null) return undefined;
+    const n = Number(m[1]);
+    return { A: [`10.0.${(n >> 8) & 255}.${n & 255}`] };
+  };
+
+  const server: DnsServer = {
+    nameserver: { ipAddr: "127.0.0.1", port: 0 },
+    queries: 0,
+    asked: [],
+    latency: options.latency ?? 0,
+    silent: options.silent ?? false,
+    nextQuery(): Promise<string> {
+      return new Promise((resolve) => waiting.push(resolve));
+    },
+    close(): Promise<void> {
+      if (closed) return Promise.resolve();
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      return new Promise((resolve) => socket.close(() => resolve()));
+    },
+    [Symbol.asyncDispose](): Promise<void> {
+      return this.close();
+    },
+  };
+
+  socket.on("message", (msg: Uint8Array, rinfo: { port: number; address: string }) => {
+    let query: dnsPacket.Packet;
+    try {
+      query = dnsPacket.decode(msg as Parameters<typeof dnsPacket.decode>[0]);
+    } catch {
+      return;
+    }
+    const question = query.questions?.[0];
+    if (question === undefined) return;
+    const name = question.name.toLowerCase().replace(/\.$/, "");
+    server.queries++;
+    server.asked.push(name);
+    const ws = waiting;
+    waiting = [];
+    for (const w of ws) w(name);
+    if (server.silent || silentNames.has(name)) return;
+    const recs = nxdomain.has(name) ? undefined : lookup(name);
+    const type = question.type as "A" | "AAAA" | "PTR";
+    const data = recs?.[type] ?? [];
+    const reply = dnsPacket.encode({
+      type: "response",
+      id: query.id,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
+        (recs === undefined ? NXDOMAIN : 0),
+      questions: [question],
+      answers: data.map((d) => ({
+        type,
+        name: question.name,
+        ttl: 60,
+        data: d,
+      })) as dnsPacket.Answer[],
+    });
+    const send = (): void => {
+      if (!closed) socket.send(reply, rinfo.port, rinfo.address);
+    };
+    if (server.latency <= 0) send();
+    else {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        send();
+      }, server.latency);
+      timers.add(t);
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(options.port ?? 0, "127.0.0.1", () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  });
+  server.nameserver.port = (socket.address() as { port: number }).port;
+  return server;
+}

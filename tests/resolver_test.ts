@@ -1,0 +1,295 @@
+import assert from "node:assert/strict";
+import { getHub } from "../hub.ts";
+import { GreenletExit, joinAll, spawn } from "../greenlet.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
+import { GaiError, getResolver, Resolver } from "../resolver.ts";
+import * as socket from "../socket.ts";
+import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+import { type DnsServer, type DnsServerOptions, startDnsServer } from "./_dns_server.ts";
+
+const SEED: Record<string, { A: string[] }> = {
+  "www.google.com": { A: ["74.125.79.106"] },
+  "www.example.com": { A: ["208.77.188.166"] },
+  "www.python.org": { A: ["82.94.164.162"] },
+};
+
+/** Runs `fn` with a loopback DNS server installed as the hub's resolver. */
+async function withServer(
+  options: DnsServerOptions,
+  fn: (server: DnsServer, resolver: Resolver) => Promise<void>,
+  resolverOptions: { timeout?: number; tries?: number; cache?: boolean } = {},
+): Promise<void> {
+  await using server = await startDnsServer({ records: SEED, ...options });
+  const resolver = new Resolver({ nameservers: [server.nameserver], ...resolverOptions });
+  const hub = getHub();
+  const saved = hub.resolver;
+  hub.resolver = resolver;
+  try {
+    await fn(server, resolver);
+  } finally {
+    hub.resolver = saved;
+    resolver.close();
+  }
+}
+
+Deno.test("the seed's concurrent lookups return the seed's addresses", async () => {
+  await withServer({}, async (server) => {
+    const urls = ["www.google.com", "www.example.com", "www.python.org"];
+    const jobs = urls.map((url) => spawn(socket.gethostbyname, url));
+    await joinAll(jobs, { timeout: 2000 });
+    assert.deepEqual(jobs.map((job) => job.value), [
+      "74.125.79.106",
+      "208.77.188.166",
+      "82.94.164.162",
+    ]);
+    assert.equal(server.queries, 3);
+  });
+});
+
+Deno.test("3 lookups run concurrently take less than half the time of 3 sequential ones", async () => {
+  await withServer({ latency: 100 }, async () => {
+    const urls = Object.keys(SEED);
+    let t0 = performance.now();
+    const jobs = urls.map((url) => spawn(socket.gethostbyname, url));
+    await joinAll(jobs, { timeout: 2000 });
+    const concurrent = performance.now() - t0;
+    assert.ok(jobs.every((job) => job.successful() && typeof job.value === "string"));
+    t0 = performance.now();
+    for (const url of urls) await socket.gethostbyname(url);
+    const sequential = performance.now() - t0;
+    assert.ok(
+      concurrent < sequential / 2,
+      `concurrent ${concurrent.toFixed(0)} ms, sequential ${sequential.toFixed(0)} ms`,
+    );
+  });
+});
+
+Deno.test("IP literals and localhost resolve without a query", async () => {
+  await withServer({}, async (server) => {
+    assert.equal(await socket.gethostbyname("192.0.2.1"), "192.0.2.1");
+    assert.equal(await socket.gethostbyname("localhost"), "127.0.0.1");
+    assert.equal(await socket.gethostbyname("api.localhost"), "127.0.0.1");
+    const infos = await socket.getaddrinfo("::1", 443, { type: "stream" });
+    assert.deepEqual(infos.map((i) => [i.family, i.address]), [[6, ["::1", 443]]]);
+    const both = await socket.getaddrinfo("localhost", 80, { type: "stream" });
+    assert.deepEqual(both.map((i) => i.address[0]), ["127.0.0.1", "::1"]);
+    assert.equal(server.queries, 0);
+  });
+});
+
+Deno.test("an IPv6 literal is EAI_FAMILY for gethostbyname", async () => {
+  const err = await socket.gethostbyname("::1").catch((e) => e);
+  assert.ok(err instanceof GaiError);
+  assert.equal(err.code, "EAI_FAMILY");
+});
+
+Deno.test("hosts-file names resolve as the system would, without a query", async () => {
+  await withServer({}, async (server) => {
+    // Every hosts file maps 127.0.0.1; Deno answers reverse lookups of it from the file.
+    const [name, aliases, addrs] = await socket.gethostbyaddr("127.0.0.1");
+    assert.equal(typeof name, "string");
+    assert.ok(Array.isArray(aliases));
+    assert.deepEqual(addrs, ["127.0.0.1"]);
+    assert.equal(server.queries, 0);
+  });
+});
+
+Deno.test("an unknown name is a GaiError EAI_NONAME with Deno's error as cause", async () => {
+  await withServer({ nxdomain: ["www.python.org"] }, async () => {
+    for (const name of ["no-such-host.test", "www.python.org"]) {
+      const err = await socket.gethostbyname(name).catch((e) => e);
+      assert.ok(err instanceof GaiError, String(err));
+      assert.equal(err.name, "GaiError");
+      assert.equal(err.code, "EAI_NONAME");
+      assert.ok(err.cause instanceof Deno.errors.NotFound);
+      assert.ok(err instanceof socket.SocketError);
+    }
+  });
+});
+
+Deno.test("an empty host is EAI_NONAME and a non-string host a TypeError, as rejections", async () => {
+  let p: Promise<unknown> | undefined;
+  assert.doesNotThrow(() => p = socket.gethostbyname(""));
+  const err = await p!.catch((e) => e);
+  assert.ok(err instanceof GaiError);
+  assert.equal(err.code, "EAI_NONAME");
+  assert.doesNotThrow(() => p = socket.gethostbyname(42 as unknown as string));
+  await assert.rejects(
+    p!,
+    (e: Error) => e instanceof TypeError && /current value is 42/.test(e.message),
+  );
+  await assert.rejects(socket.getaddrinfo("localhost", 70000), RangeError);
+  await assert.rejects(socket.getaddrinfo("localhost", 1, { family: 5 as 4 }), RangeError);
+});
+
+Deno.test("a silent name server gives EAI_AGAIN after tries x timeout", async () => {
+  await withServer({ silent: true }, async (server, resolver) => {
+    const t0 = performance.now();
+    const err = await resolver.gethostbyname("www.google.com").catch((e) => e);
+    assert.ok(performance.now() - t0 >= 2 * 40, "gave up before two tries of 50 ms");
+    assert.ok(err instanceof GaiError, String(err));
+    assert.equal(err.code, "EAI_AGAIN");
+    assert.equal(server.queries, 2);
+  }, { timeout: 50, tries: 2 });
+});
+
+Deno.test("a name that is never answered does not hold up the others", async () => {
+  await withServer({ silentNames: ["www.example.com"] }, async () => {
+    const jobs = Object.keys(SEED).map((url) => spawn(socket.gethostbyname, url));
+    const report = await captureReports(() => joinAll(jobs, { timeout: 2000 }));
+    assert.match(report, /failed with GaiError/);
+    assert.deepEqual(jobs.map((j) => j.successful()), [true, false, true]);
+    assert.equal((jobs[1].exception as GaiError).code, "EAI_AGAIN");
+  }, { timeout: 50, tries: 1 });
+});
+
+Deno.test("kill() interrupts a lookup and aborts its query", async () => {
+  await withServer({ silent: true }, async (server) => {
+    const asked = server.nextQuery();
+    const g = spawn(socket.gethostbyname, "www.google.com");
+    assert.equal(await asked, "www.google.com");
+    await g.kill();
+    assert.equal(g.dead, true);
+    assert.ok(g.value instanceof GreenletExit);
+  });
+});
+
+Deno.test("gethostbyname() honours the timeout contract (through withTimeout)", async (t) => {
+  await withServer({ silent: true }, async () => {
+    await assertTimeoutContract(t, {
+      call: (ms) => withTimeout(ms, () => socket.gethostbyname("www.google.com")),
+      elapsed: ({ error }) => assert.ok(error instanceof Timeout, String(error)),
+    });
+  });
+});
+
+Deno.test("a Timeout interrupts a lookup; the resolver is usable afterwards", async () => {
+  await withServer({ latency: 200 }, async (server) => {
+    const err = await withTimeout(20, () => socket.gethostbyname("www.google.com")).catch((e) => e);
+    assert.ok(err instanceof Timeout);
+    server.latency = 0;
+    assert.equal(await socket.gethostbyname("www.google.com"), "74.125.79.106");
+  });
+});
+
+Deno.test("the cache answers repeated lookups without a query", async () => {
+  await withServer({}, async (server, resolver) => {
+    assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+    assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+    assert.deepEqual(await resolver.gethostbynameEx("www.google.com"), [
+      "www.google.com",
+      [],
+      ["74.125.79.106"],
+    ]);
+    assert.equal(server.queries, 1);
+  }, { cache: true });
+});
+
+Deno.test("getaddrinfo() returns IPv4 and IPv6 entries for both socket types", async () => {
+  await withServer({
+    records: { "dual.test": { A: ["10.0.0.1"], AAAA: ["fd00::1"] } },
+  }, async () => {
+    const infos = await socket.getaddrinfo("dual.test", 8080);
+    assert.deepEqual(infos.map((i) => [i.family, i.type, i.proto, i.address[0]]), [
+      [4, "stream", "tcp", "10.0.0.1"],
+      [4, "dgram", "udp", "10.0.0.1"],
+      [6, "stream", "tcp", "fd00::1"],
+      [6, "dgram", "udp", "fd00::1"],
+    ]);
+    assert.equal(infos[0].canonname, "dual.test");
+    const v6 = await socket.getaddrinfo("dual.test", 8080, { family: 6, type: "stream" });
+    assert.deepEqual(v6.map((i) => i.address), [["fd00::1", 8080]]);
+  });
+});
+
+Deno.test("a name with only IPv6 addresses: getaddrinfo() returns them, gethostbyname() fails", async () => {
+  await withServer({ records: { "v6only.test": { AAAA: ["fd00::2"] } } }, async () => {
+    const infos = await socket.getaddrinfo("v6only.test", 80, { type: "stream" });
+    assert.deepEqual(infos.map((i) => i.address[0]), ["fd00::2"]);
+    const err = await socket.gethostbyname("v6only.test").catch((e) => e);
+    assert.ok(err instanceof GaiError);
+  });
+});
+
+Deno.test("gethostbyaddr(), getnameinfo() and getfqdn() use PTR records", async () => {
+  await withServer({
+    records: { "5.2.0.192.in-addr.arpa": { PTR: ["web.example.test", "www"] } },
+  }, async () => {
+    assert.deepEqual(await socket.gethostbyaddr("192.0.2.5"), [
+      "web.example.test",
+      ["www"],
+      ["192.0.2.5"],
+    ]);
+    assert.deepEqual(await socket.getnameinfo(["192.0.2.5", 80]), ["web.example.test", "80"]);
+    assert.deepEqual(await socket.getnameinfo(["192.0.2.9", 80]), ["192.0.2.9", "80"]);
+    await assert.rejects(
+      socket.getnameinfo(["192.0.2.9", 80], { nameRequired: true }),
+      (e: GaiError) => e.code === "EAI_NONAME",
+    );
+    assert.equal(await socket.getfqdn("192.0.2.5"), "web.example.test");
+    assert.equal(await socket.getfqdn("192.0.2.9"), "192.0.2.9");
+  });
+});
+
+Deno.test("a missing --allow-net becomes NotCapable naming the flag", async () => {
+  const resolver = new Resolver({ nameservers: [{ ipAddr: "127.0.0.1", port: 5353 }] });
+  const real = Deno.resolveDns;
+  (Deno as { resolveDns: unknown }).resolveDns = () =>
+    Promise.reject(
+      new Deno.errors.NotCapable(
+        'Requires net access to "127.0.0.1:5353", run again with the --allow-net flag',
+      ),
+    );
+  try {
+    const err = await resolver.gethostbyname("www.google.com").catch((e) => e);
+    assert.ok(err instanceof Deno.errors.NotCapable);
+    assert.match(err.message, /--allow-net=127\.0\.0\.1:5353/);
+    assert.ok(err.cause instanceof Deno.errors.NotCapable);
+  } finally {
+    (Deno as { resolveDns: unknown }).resolveDns = real;
+    resolver.close();
+  }
+});
+
+Deno.test("the hub owns the resolver; replacing it closes the old one", async () => {
+  const hub = getHub();
+  const saved = hub.resolver;
+  assert.equal(getResolver(), saved);
+  const mine = new Resolver({ nameservers: [{ ipAddr: "127.0.0.1", port: 9 }] });
+  hub.resolver = mine;
+  assert.equal(getResolver(), mine);
+  hub.resolver = saved;
+  await assert.rejects(
+    mine.gethostbyname("www.google.com"),
+    (e: Error) => /closed/.test(e.message),
+  );
+});
+
+Deno.test("Resolver options are validated", () => {
+  assert.throws(() => new Resolver({ timeout: -1 }), RangeError);
+  assert.throws(() => new Resolver({ tries: 0 }), RangeError);
+  assert.throws(() => new Resolver({ nameservers: [{ ipAddr: "127.0.0.1", port: 70000 }] }), {
+    name: "RangeError",
+    message: "'port' must be an integer from 0 to 65535: current value is 70000",
+  });
+});
+
+Deno.test("1,000 concurrent lookups complete without error in about one latency", async () => {
+  await withServer({ synthetic: true, latency: 50 }, async (server) => {
+    const t0 = performance.now();
+    const jobs = Array.from(
+      { length: 1000 },
+      (_, i) => spawn(socket.gethostbyname, `host${i}.test`),
+    );
+    await joinAll(jobs, { timeout: 10_000 });
+    const elapsed = performance.now() - t0;
+    assert.ok(
+      jobs.every((j) => j.successful()),
+      String(jobs.find((j) => !j.successful())?.exception),
+    );
+    assert.equal(jobs[258].value, "10.0.1.2");
+    assert.equal(server.queries, 1000);
+    // Sequentially this would take 1000 x 50 ms; concurrently, a small multiple of 50 ms.
+    assert.ok(elapsed < 1000 * 50 / 10, `took ${elapsed.toFixed(0)} ms`);
+  }, { timeout: 5000 });
+});
