@@ -61,5 +61,40 @@ export {
   spawnLater,
 } from "./greenlet.ts";
 export { AsyncResult, Event, type ResultGetOptions, type WaitTimeoutOptions } from "./event.ts";
+export {
+  Channel,
+  Empty,
+  Full,
+  LifoQueue,
+  PriorityQueue,
+  type PriorityQueueOptions,
+  Queue,
+  type QueueJoinOptions,
+  type QueueOptions,
+  ShutDown,
+  type ShutdownOptions,
+  SimpleQueue,
+} from "./queue.ts";
+export {
+  type AcquireOptions,
+  BoundedSemaphore,
+  Hold,
+  type HoldOptions,
+  Lock,
+  RLock,
+  Semaphore,
+} from "./lock.ts";
+export {
+  type ApplyAsyncOptions,
+  Group,
+  GroupBase,
+  type GroupJoinOptions,
+  type ImapOptions,
+  Pool,
+  type PoolAddOptions,
+  PoolFull,
+  type WaitAvailableOptions,
+} from "./pool.ts";
+export { Local } from "./local.ts";
 export * as socket from "./socket.ts";
 export { StreamServer, type StreamServerOptions } from "./server.ts";

@@ -1,0 +1,988 @@
+/**
+ * Groups and pools of greenlets: {@linkcode Group} tracks the greenlets it spawns (join them,
+ * kill them, map over items with them); {@linkcode Pool} adds a capacity, so `spawn` waits
+ * for a free slot.
+ *
+ * Guarantees: a greenlet leaves its group the moment it dies; `await using group = new Group()`
+ * kills and joins whatever is still running when the scope ends, so no greenlet outlives its
+ * group; waiters for a free slot in a pool are served in FIFO order, each freed slot going to
+ * the first of them.
+ *
+ * The mapping calls (`imap`, `imapUnordered`, `map`, `mapAsync`) run the items on worker
+ * greenlets that belong to the group: at most as many as the pool has free slots (a `Group`
+ * has no limit, so one worker per item as in gevent), each worker taking the next item when
+ * it is done with one. A worker is a member like any other (it counts toward the pool's
+ * capacity, and killing the group kills it); greenlet-local values are cleared between items.
+ *
+ * @module
+ */
+
+import { _badTimeout, _begin, type _Waiter, sleep } from "./hub.ts";
+import { getCurrent, Greenlet, GreenletExit, killAll, type KillOptions } from "./greenlet.ts";
+import { _clearLocals } from "./local.ts";
+import { type _AnyWaiter, _mustYield, _WaitList } from "./queue.ts";
+
+/**
+ * Raised (as a rejection) by {@linkcode Pool.add} when the pool stays full: `blocking: false`,
+ * or the timeout elapsed.
+ *
+ * @example
+ * ```ts
+ * import { Pool, PoolFull } from "./pool.ts";
+ * import { Greenlet } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = new Pool(1);
+ * await pool.add(new Greenlet(() => 1));
+ * await assert.rejects(pool.add(new Greenlet(() => 2), { blocking: false }), PoolFull);
+ * ```
+ */
+export class PoolFull extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message The message.
+   */
+  constructor(message = "The pool is full") {
+    super(message);
+    this.name = "PoolFull";
+  }
+}
+
+/** Options of {@linkcode GroupBase.join}. */
+export interface GroupJoinOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+  /** Reject with the error of the first member that fails while waiting (default `false`). */
+  raiseError?: boolean;
+}
+
+/** Options of {@linkcode GroupBase.imap} and {@linkcode GroupBase.imapUnordered}. */
+export interface ImapOptions {
+  /**
+   * Back-pressure: the most items started and not yet consumed (running, or finished and
+   * waiting to be yielded). Unbounded by default.
+   */
+  maxsize?: number;
+}
+
+/** Options of {@linkcode GroupBase.applyAsync} and {@linkcode GroupBase.mapAsync}. */
+export interface ApplyAsyncOptions<R> {
+  /** Called with the value, in a new greenlet, if the call succeeds. */
+  callback?: (value: R) => unknown;
+}
+
+/** Options of {@linkcode Pool.add} and {@linkcode Pool.start}. */
+export interface PoolAddOptions {
+  /** `false` does not wait for a free slot: a full pool rejects with `PoolFull`. */
+  blocking?: boolean;
+  /** Milliseconds to wait for a free slot at most; then `PoolFull`. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode Pool.waitAvailable}. */
+export interface WaitAvailableOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+}
+
+type LinkEntry = Parameters<Greenlet<unknown>["_addLink"]>[0];
+// deno-lint-ignore no-explicit-any
+type AnyFn = (...args: any[]) => unknown;
+
+function forgetJoiner(w: _Waiter<boolean>): void {
+  (w._owner as GroupBase)._joiners.delete(w);
+}
+function joinTimedOut(w: _Waiter<boolean>): void {
+  forgetJoiner(w);
+  w._wake(false);
+}
+
+function checkFn(fn: unknown): void {
+  if (typeof fn !== "function") {
+    throw new TypeError(`'fn' must be a function: current value is ${fn}`);
+  }
+}
+
+function checkMaxsize(maxsize: unknown): number {
+  if (maxsize === undefined) return Infinity;
+  if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 1) {
+    throw new RangeError(`'maxsize' must be a positive integer: current value is ${maxsize}`);
+  }
+  return maxsize;
+}
+
+/**
+ * What {@linkcode Group} and {@linkcode Pool} share: membership, `join`, `kill` and the
+ * mapping calls. Not meant to be extended outside this module.
+ *
+ * @example
+ * ```ts
+ * import { Group, GroupBase, Pool } from "./pool.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(new Group() instanceof GroupBase);
+ * assert.ok(new Pool(2) instanceof GroupBase);
+ * ```
+ */
+export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDisposable {
+  /** @ignore */
+  _members: Set<Greenlet<unknown>> = new Set();
+  /** @ignore Join waiters, with their `raiseError` flag. */
+  _joiners: Map<_Waiter<boolean>, boolean> = new Map();
+
+  /** The number of greenlets in the group, as `Set.size`. */
+  get size(): number {
+    return this._members.size;
+  }
+
+  /**
+   * Whether `greenlet` is a member.
+   *
+   * @param greenlet The greenlet.
+   * @returns `true` if it is in the group.
+   */
+  has(greenlet: Greenlet<unknown>): boolean {
+    return this._members.has(greenlet);
+  }
+
+  /**
+   * The members, in the order they joined.
+   *
+   * @returns An iterator over the members.
+   */
+  [Symbol.iterator](): IterableIterator<Greenlet<unknown>> {
+    return this._members.values();
+  }
+
+  /** @ignore How many more members may be added without waiting. */
+  abstract _free(): number;
+
+  /** @ignore Waits until `_free()` may be positive. */
+  abstract _waitFree(): Promise<unknown>;
+
+  /** @ignore A member died or left. */
+  _memberGone(): void {}
+
+  /** @ignore Adds a member (no capacity check). */
+  _adopt(g: Greenlet<unknown>): void {
+    if (this._members.has(g)) return;
+    this._members.add(g);
+    g._addLink(this as unknown as LinkEntry);
+  }
+
+  /** @ignore Creates, adopts and starts a greenlet (no capacity check). */
+  _spawnNow<R>(fn: AnyFn, args: unknown[]): Greenlet<R> {
+    const g = new Greenlet(fn, ...args) as Greenlet<R>;
+    this._adopt(g as Greenlet<unknown>);
+    g.start();
+    return g;
+  }
+
+  /** @ignore Spawns once a slot is free. */
+  abstract _spawnWait<R>(fn: AnyFn, args: unknown[]): Promise<Greenlet<R>>;
+
+  /** @ignore Called (in the dying greenlet, at once) when a member dies. */
+  _notify(g: Greenlet<unknown>): void {
+    if (!this._members.delete(g)) return;
+    this._memberGone();
+    const joiners = this._joiners;
+    if (joiners.size === 0) return;
+    if (!g.successful()) {
+      for (const [w, raise] of joiners) if (raise) w._fail(g.exception);
+    }
+    if (this._members.size === 0 && joiners.size > 0) {
+      this._joiners = new Map();
+      for (const w of joiners.keys()) w._wake(true);
+    }
+  }
+
+  /**
+   * Removes a greenlet from the group without killing it.
+   *
+   * @param greenlet The greenlet.
+   */
+  discard(greenlet: Greenlet<unknown>): void {
+    if (!this._members.delete(greenlet)) return;
+    greenlet._removeLink(this as unknown as LinkEntry);
+    this._memberGone();
+    if (this._members.size === 0 && this._joiners.size > 0) {
+      const joiners = this._joiners;
+      this._joiners = new Map();
+      for (const w of joiners.keys()) w._wake(true);
+    }
+  }
+
+  /**
+   * Waits until the group is empty. A blocking call.
+   *
+   * @param options `timeout` in milliseconds; `raiseError` to reject as soon as a member
+   *   fails (with its error).
+   * @returns `true` once empty; `false` if the timeout elapsed first.
+   * @throws {unknown} (as a rejection) With `raiseError`, the first member's error.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  join(options: GroupJoinOptions = {}): Promise<boolean> {
+    const { timeout, raiseError = false } = options;
+    const bad = _badTimeout(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
+    if (this._members.size === 0) return Promise.resolve(true);
+    if (timeout === 0) return Promise.resolve(false);
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetJoiner;
+    this._joiners.set(w, raiseError);
+    w._arm(timeout, joinTimedOut);
+    return w.promise;
+  }
+
+  /**
+   * Kills every member (except the calling greenlet) and, with `block` (the default), waits
+   * until they are dead, repeating for members added meanwhile.
+   *
+   * @param options `exception`, `block`, `timeout` as for `Greenlet.kill`.
+   * @returns A promise that resolves once the members are dead (or the kill is delivered).
+   * @throws {Timeout} (as a rejection) If `timeout` elapsed while some member ignored the kill.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  async kill(options: KillOptions = {}): Promise<void> {
+    const bad = _badTimeout(options.timeout);
+    if (bad !== undefined) throw bad;
+    const me = getCurrent();
+    for (;;) {
+      const list = [...this._members].filter((g) => g !== me);
+      if (list.length === 0) return;
+      await killAll(list, options);
+      if (options.block === false) return;
+    }
+  }
+
+  /**
+   * Kills one member (see `Greenlet.kill`); does nothing if it is not a member.
+   *
+   * @param greenlet The member.
+   * @param options `exception`, `block`, `timeout`.
+   * @returns A promise that resolves once it is dead (or the kill is delivered).
+   */
+  async killone(greenlet: Greenlet<unknown>, options: KillOptions = {}): Promise<void> {
+    if (this._members.has(greenlet)) await greenlet.kill(options);
+  }
+
+  /** Kills and joins every member when an `await using` scope ends. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
+  }
+
+  /**
+   * Runs `fn(...args)` in a member greenlet and returns its value, waiting for a free slot
+   * first. Called from a member of this group, runs `fn` directly (as gevent does, so a full
+   * pool cannot deadlock on itself). A blocking call.
+   *
+   * @typeParam A The argument types.
+   * @typeParam R What `fn` returns.
+   * @param fn The function.
+   * @param args Its arguments.
+   * @returns What `fn` returns.
+   * @throws {unknown} (as a rejection) What `fn` throws.
+   */
+  async apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A): Promise<Awaited<R>> {
+    checkFn(fn);
+    const list = (args ?? []) as A;
+    const me = getCurrent();
+    if (me !== undefined && this._members.has(me)) return await fn(...list);
+    const g = await this._spawnWait<Awaited<R>>(fn as AnyFn, list);
+    return await g.get() as Awaited<R>;
+  }
+
+  /**
+   * Starts `fn(...args)` and returns its greenlet at once, never blocking: in the group if it
+   * has a free slot, otherwise in a helper greenlet (outside the group) that waits for a slot,
+   * runs `fn` there and takes on its value or error.
+   *
+   * @typeParam A The argument types.
+   * @typeParam R What `fn` returns.
+   * @param fn The function.
+   * @param args Its arguments.
+   * @param options `callback`, called with the value on success.
+   * @returns The greenlet whose value is `fn`'s.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  applyAsync<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    args?: A,
+    options: ApplyAsyncOptions<Awaited<R>> = {},
+  ): Greenlet<Awaited<R>> {
+    checkFn(fn);
+    const list = (args ?? []) as A;
+    const g = this._free() > 0
+      ? this._spawnNow<Awaited<R>>(fn as AnyFn, list)
+      : Greenlet.spawn(async () => {
+        const inner = await this._spawnWait<Awaited<R>>(fn as AnyFn, list);
+        return await inner.get() as Awaited<R>;
+      });
+    const { callback } = options;
+    if (callback !== undefined) {
+      checkFn(callback);
+      g.linkValue((src) => callback(src.value as Awaited<R>));
+    }
+    return g;
+  }
+
+  /**
+   * Iterates over `fn(item)` for every item, in the order of the items, running up to the
+   * group's free capacity at once (see the module notes). A call that throws makes its own
+   * step reject; the next step goes on with the next item. If a worker is killed (say by
+   * `kill()`), the item it was running rejects with the kill exception and no more items
+   * start. Breaking out of the loop (`return()`) kills the workers.
+   *
+   * @typeParam A The item type.
+   * @typeParam R What `fn` returns.
+   * @param fn The function, sync or async.
+   * @param items The items.
+   * @param options `maxsize` for back-pressure.
+   * @returns An async iterator of results; use one consumer at a time.
+   * @throws {RangeError} If `maxsize` is not a positive integer.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  imap<A, R>(
+    fn: (item: A) => R,
+    items: Iterable<A>,
+    options: ImapOptions = {},
+  ): AsyncIterableIterator<Awaited<R>> {
+    checkFn(fn);
+    return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, true, options);
+  }
+
+  /**
+   * Like {@linkcode GroupBase.imap}, but yields results in completion order.
+   *
+   * @typeParam A The item type.
+   * @typeParam R What `fn` returns.
+   * @param fn The function, sync or async.
+   * @param items The items.
+   * @param options `maxsize` for back-pressure.
+   * @returns An async iterator of results, as they complete.
+   * @throws {RangeError} If `maxsize` is not a positive integer.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  imapUnordered<A, R>(
+    fn: (item: A) => R,
+    items: Iterable<A>,
+    options: ImapOptions = {},
+  ): AsyncIterableIterator<Awaited<R>> {
+    checkFn(fn);
+    return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, false, options);
+  }
+
+  /**
+   * Maps `fn` over the items (see {@linkcode GroupBase.imap}) and collects the results in
+   * order. The first error rejects the call and kills the workers still running. A blocking
+   * call.
+   *
+   * @typeParam A The item type.
+   * @typeParam R What `fn` returns.
+   * @param fn The function, sync or async.
+   * @param items The items.
+   * @returns The results, in the order of the items.
+   * @throws {unknown} (as a rejection) The first error `fn` throws.
+   */
+  async map<A, R>(fn: (item: A) => R, items: Iterable<A>): Promise<Awaited<R>[]> {
+    const it = this.imap(fn, items);
+    const out: Awaited<R>[] = [];
+    try {
+      for (;;) {
+        const step = await it.next();
+        if (step.done) return out;
+        out.push(step.value);
+      }
+    } finally {
+      await it.return!();
+    }
+  }
+
+  /**
+   * Starts {@linkcode GroupBase.map} in a new greenlet (outside the group) and returns it at
+   * once; its value is the list of results.
+   *
+   * @typeParam A The item type.
+   * @typeParam R What `fn` returns.
+   * @param fn The function, sync or async.
+   * @param items The items.
+   * @param options `callback`, called with the results on success.
+   * @returns The greenlet running the map.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  mapAsync<A, R>(
+    fn: (item: A) => R,
+    items: Iterable<A>,
+    options: ApplyAsyncOptions<Awaited<R>[]> = {},
+  ): Greenlet<Awaited<R>[]> {
+    checkFn(fn);
+    const g = Greenlet.spawn(() => this.map(fn, items));
+    const { callback } = options;
+    if (callback !== undefined) {
+      checkFn(callback);
+      g.linkValue((src) => callback(src.value as Awaited<R>[]));
+    }
+    return g;
+  }
+}
+
+/**
+ * A set of greenlets: spawn into it, join it, kill it, map over items with it. Members leave
+ * the group when they die. `await using group = new Group()` kills and joins the members
+ * still running when the scope ends.
+ *
+ * @example Structured concurrency
+ * ```ts
+ * import { Group } from "./pool.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let slow;
+ * {
+ *   await using group = new Group();
+ *   group.spawn(() => "quick");
+ *   slow = group.spawn(() => sleep(10_000));
+ *   assert.equal(group.size, 2);
+ *   assert.equal(await group.join({ timeout: 10 }), false);
+ *   assert.equal(group.size, 1); // "quick" left when it finished
+ * }
+ * assert.equal(slow.dead, true); // killed when the scope ended
+ * ```
+ */
+export class Group extends GroupBase {
+  /**
+   * Creates a group.
+   *
+   * @param greenlets Greenlets to add at once.
+   */
+  constructor(greenlets: Iterable<Greenlet<unknown>> = []) {
+    super();
+    for (const g of greenlets) this.add(g);
+  }
+
+  /** @ignore */
+  _free(): number {
+    return Infinity;
+  }
+
+  /** @ignore */
+  _waitFree(): Promise<unknown> {
+    return Promise.resolve();
+  }
+
+  /** @ignore */
+  _spawnWait<R>(fn: AnyFn, args: unknown[]): Promise<Greenlet<R>> {
+    try {
+      return Promise.resolve(this._spawnNow<R>(fn, args));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Creates a greenlet for `fn(...args)`, adds it and starts it.
+   *
+   * @typeParam A The argument types.
+   * @typeParam R What `fn` returns.
+   * @param fn A sync or async function.
+   * @param args Its arguments.
+   * @returns The started greenlet.
+   * @throws {TypeError} If `fn` is not a function.
+   */
+  spawn<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): Greenlet<Awaited<R>> {
+    checkFn(fn);
+    return this._spawnNow<Awaited<R>>(fn as AnyFn, args);
+  }
+
+  /**
+   * Adds a greenlet (started or not); it leaves the group when it dies.
+   *
+   * @param greenlet The greenlet.
+   * @throws {TypeError} If `greenlet` is not a Greenlet.
+   */
+  add(greenlet: Greenlet<unknown>): void {
+    if (!(greenlet instanceof Greenlet)) {
+      throw new TypeError(`'greenlet' must be a Greenlet: current value is ${greenlet}`);
+    }
+    this._adopt(greenlet);
+  }
+
+  /**
+   * Adds a greenlet and starts it.
+   *
+   * @param greenlet The greenlet.
+   * @throws {TypeError} If `greenlet` is not a Greenlet.
+   */
+  start(greenlet: Greenlet<unknown>): void {
+    this.add(greenlet);
+    greenlet.start();
+  }
+}
+
+function forgetSlot(w: _AnyWaiter): void {
+  (w._owner as Pool)._slotWaiters.cancelled();
+}
+function slotTimedOut(w: _Waiter<boolean>): void {
+  forgetSlot(w);
+  w._wake(false);
+}
+function forgetWatcher(w: _AnyWaiter): void {
+  (w._owner as Pool)._watchers.cancelled();
+}
+function watchTimedOut(w: _Waiter<number>): void {
+  forgetWatcher(w);
+  w._wake(0);
+}
+
+/**
+ * A group with a capacity: `spawn` waits (in FIFO order) while `capacity` members are
+ * running. Use it to bound concurrency, as gevent's `Pool`.
+ *
+ * @example A second spawn waits for a free slot
+ * ```ts
+ * import { Pool } from "./pool.ts";
+ * import { Event } from "./event.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = new Pool(1);
+ * const gate = new Event();
+ * const first = await pool.spawn(() => gate.wait());
+ * assert.equal(pool.full(), true);
+ * const second = pool.spawn(() => "second");
+ * gate.set();
+ * const g = await second; // spawned once the first finished
+ * await g.join();
+ * assert.equal(first.dead, true);
+ * assert.equal(g.value, "second");
+ * ```
+ */
+export class Pool extends GroupBase {
+  /** @ignore Spawners waiting for a slot (each gets one reserved). */
+  _slotWaiters: _WaitList = new _WaitList();
+  /** @ignore `waitAvailable` callers (they reserve nothing). */
+  _watchers: _WaitList = new _WaitList();
+  #capacity: number;
+  #reserved = 0;
+
+  /**
+   * Creates a pool.
+   *
+   * @param capacity The most members at once; `undefined` is unbounded.
+   * @throws {RangeError} If `capacity` is not a positive integer.
+   */
+  constructor(capacity?: number) {
+    super();
+    if (capacity !== undefined && (!Number.isInteger(capacity) || capacity < 1)) {
+      throw new RangeError(`'capacity' must be a positive integer: current value is ${capacity}`);
+    }
+    this.#capacity = capacity ?? Infinity;
+  }
+
+  /** The most members at once (`Infinity` when unbounded). */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /**
+   * The number of greenlets that could be added now without waiting.
+   *
+   * @returns The free slots.
+   */
+  freeCount(): number {
+    return Math.max(0, this.#capacity - this._members.size - this.#reserved);
+  }
+
+  /**
+   * Whether the pool has no free slot.
+   *
+   * @returns `true` when `spawn` would wait.
+   */
+  full(): boolean {
+    return this.freeCount() === 0;
+  }
+
+  /** @ignore */
+  _free(): number {
+    return this.freeCount();
+  }
+
+  /** @ignore */
+  _waitFree(): Promise<unknown> {
+    return this.waitAvailable();
+  }
+
+  /** @ignore */
+  override _memberGone(): void {
+    while (this._slotWaiters.live > 0 && this.freeCount() > 0) {
+      const w = this._slotWaiters.shift();
+      if (w === undefined) break;
+      this.#reserved++;
+      w._wake(true);
+    }
+    if (this._watchers.live > 0 && this.freeCount() > 0) {
+      const free = this.freeCount();
+      for (const w of this._watchers.drain()) w._wake(free);
+    }
+  }
+
+  /** Waits for a slot and reserves it; resolves false on timeout. */
+  #reserve(timeout: number | undefined): Promise<boolean> {
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetSlot;
+    this._slotWaiters.push(w, undefined);
+    w._arm(timeout, slotTimedOut);
+    return w.promise;
+  }
+
+  /** @ignore */
+  _spawnWait<R>(fn: AnyFn, args: unknown[]): Promise<Greenlet<R>> {
+    try {
+      checkFn(fn);
+      if (this.freeCount() > 0) return Promise.resolve(this._spawnNow<R>(fn, args));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#spawnLater<R>(fn, args);
+  }
+
+  async #spawnLater<R>(fn: AnyFn, args: unknown[]): Promise<Greenlet<R>> {
+    await this.#reserve(undefined);
+    this.#reserved--;
+    return this._spawnNow<R>(fn, args);
+  }
+
+  /**
+   * Creates a greenlet for `fn(...args)`, waiting for a free slot first, then adds and starts
+   * it. Spawners wait in FIFO order. A blocking call.
+   *
+   * @typeParam A The argument types.
+   * @typeParam R What `fn` returns.
+   * @param fn A sync or async function.
+   * @param args Its arguments.
+   * @returns The started greenlet.
+   * @throws {TypeError} (as a rejection) If `fn` is not a function.
+   */
+  spawn<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): Promise<Greenlet<Awaited<R>>> {
+    return this._spawnWait<Awaited<R>>(fn as AnyFn, args);
+  }
+
+  /**
+   * Adds a greenlet, waiting for a free slot first. A blocking call.
+   *
+   * @param greenlet The greenlet (started or not).
+   * @param options `blocking: false` does not wait; `timeout` in milliseconds.
+   * @returns A promise that resolves once it is a member.
+   * @throws {PoolFull} (as a rejection) If no slot became free (`blocking: false`, timeout).
+   * @throws {TypeError} (as a rejection) If `greenlet` is not a Greenlet.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  add(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
+    if (!(greenlet instanceof Greenlet)) {
+      return Promise.reject(
+        new TypeError(`'greenlet' must be a Greenlet: current value is ${greenlet}`),
+      );
+    }
+    const { blocking = true, timeout } = options;
+    const bad = _badTimeout(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
+    if (this._members.has(greenlet)) return Promise.resolve();
+    if (this.freeCount() > 0) {
+      this._adopt(greenlet);
+      return Promise.resolve();
+    }
+    if (!blocking || timeout === 0) return Promise.reject(new PoolFull());
+    return this.#addLater(greenlet, timeout);
+  }
+
+  async #addLater(greenlet: Greenlet<unknown>, timeout: number | undefined): Promise<void> {
+    if (!await this.#reserve(timeout)) throw new PoolFull();
+    this.#reserved--;
+    this._adopt(greenlet);
+  }
+
+  /**
+   * Adds a greenlet (waiting for a slot, as {@linkcode Pool.add}) and starts it.
+   *
+   * @param greenlet The greenlet.
+   * @param options `blocking`, `timeout`.
+   * @returns A promise that resolves once it is started.
+   * @throws {PoolFull} (as a rejection) If no slot became free in time.
+   */
+  async start(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
+    await this.add(greenlet, options);
+    greenlet.start();
+  }
+
+  /**
+   * Waits until at least one slot is free, without taking it. A blocking call.
+   *
+   * @param options `timeout` in milliseconds.
+   * @returns The number of free slots; 0 if the timeout elapsed first.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  waitAvailable(options: WaitAvailableOptions = {}): Promise<number> {
+    const { timeout } = options;
+    const bad = _badTimeout(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
+    const free = this.freeCount();
+    if (free > 0) return Promise.resolve(free);
+    if (timeout === 0) return Promise.resolve(0);
+    const w = _begin<number>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetWatcher;
+    this._watchers.push(w, undefined);
+    w._arm(timeout, watchTimedOut);
+    return w.promise;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mapping engine.
+
+interface WorkerState {
+  idx: number;
+  item: unknown;
+}
+
+const VALUE = 1;
+const ERROR = 2;
+
+function forgetConsumer(w: _Waiter<void>): void {
+  const m = w._owner as MapIterator<unknown, unknown>;
+  if (m._waiter === w) m._waiter = undefined;
+}
+function noop(): void {}
+
+async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Promise<void> {
+  const me = getCurrent()!;
+  const signal = me.signal;
+  const fn = m._fn;
+  for (;;) {
+    const idx = st.idx;
+    let status = VALUE;
+    let value: unknown;
+    try {
+      value = await fn(st.item);
+    } catch (error) {
+      if (signal.aborted) throw error; // the worker itself was killed
+      status = ERROR;
+      value = error;
+    }
+    st.idx = -1;
+    st.item = undefined;
+    _clearLocals(me);
+    m._deliver(idx, status, value);
+    if (signal.aborted) throw signal.reason;
+    if (!m._take(st)) return;
+    if (_mustYield()) await sleep(0);
+  }
+}
+
+class MapIterator<A, R> implements AsyncIterableIterator<R> {
+  _fn: AnyFn;
+  _waiter: _Waiter<void> | undefined = undefined;
+  #group: GroupBase;
+  #source: Iterator<A>;
+  #ordered: boolean;
+  #credits: number;
+  #nextIndex = 0;
+  #sourceDone = false;
+  #halted = false;
+  #workers = new Set<Greenlet<unknown>>();
+  // Ordered results: slot k holds index base + k.
+  #vals: unknown[] = [];
+  #stat: number[] = [];
+  #base = 0;
+  #yieldIndex = 0;
+  // Unordered results: a FIFO.
+  #uVals: unknown[] = [];
+  #uStat: number[] = [];
+  #uHead = 0;
+
+  constructor(
+    group: GroupBase,
+    fn: AnyFn,
+    items: Iterable<A>,
+    ordered: boolean,
+    options: ImapOptions,
+  ) {
+    this.#credits = checkMaxsize(options.maxsize);
+    if (items === null || typeof (items as Iterable<A>)?.[Symbol.iterator] !== "function") {
+      throw new TypeError(`'items' must be iterable: current value is ${items}`);
+    }
+    this.#group = group;
+    this._fn = fn;
+    this.#ordered = ordered;
+    this.#source = items[Symbol.iterator]();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Takes the next item for a worker; false when none may start now. */
+  _take(st: WorkerState): boolean {
+    if (this.#sourceDone || this.#credits <= 0) return false;
+    let r: IteratorResult<A>;
+    try {
+      r = this.#source.next();
+    } catch (error) {
+      this.#sourceDone = true;
+      this.#credits--;
+      this._deliver(this.#nextIndex++, ERROR, error);
+      return false;
+    }
+    if (r.done) {
+      this.#sourceDone = true;
+      this.#wake();
+      return false;
+    }
+    st.idx = this.#nextIndex++;
+    st.item = r.value;
+    this.#credits--;
+    return true;
+  }
+
+  _deliver(idx: number, status: number, value: unknown): void {
+    if (this.#ordered) {
+      const k = idx - this.#base;
+      this.#vals[k] = value;
+      this.#stat[k] = status;
+      if (idx === this.#yieldIndex) this.#wake();
+    } else {
+      this.#uVals.push(value);
+      this.#uStat.push(status);
+      this.#wake();
+    }
+  }
+
+  #wake(): void {
+    const w = this._waiter;
+    if (w !== undefined) {
+      this._waiter = undefined;
+      w._wake(undefined);
+    }
+  }
+
+  /** A worker died: normally, or killed (then its item fails and nothing more starts). */
+  _notify(g: Greenlet<unknown>): void {
+    this.#workers.delete(g);
+    const st = g._args[1] as WorkerState;
+    const killed = !g.successful() || g.value !== undefined;
+    if (killed) {
+      this.#halted = true;
+      this.#sourceDone = true;
+      if (st.idx >= 0) {
+        const idx = st.idx;
+        st.idx = -1;
+        this._deliver(idx, ERROR, g.exception ?? g.value ?? new GreenletExit());
+      }
+    }
+    if (this.#workers.size === 0) this.#wake();
+  }
+
+  #fill(): void {
+    const group = this.#group;
+    while (!this.#sourceDone && this.#credits > 0 && group._free() > 0) {
+      const st: WorkerState = { idx: -1, item: undefined };
+      if (!this._take(st)) return;
+      const w = group._spawnNow<void>(runWorker, [this, st]);
+      this.#workers.add(w as Greenlet<unknown>);
+      w._addLink(this as unknown as LinkEntry);
+    }
+  }
+
+  /** Takes the next ready outcome, if any: [status, value], or status 0. */
+  #ready(): number {
+    if (this.#ordered) {
+      const k = this.#yieldIndex - this.#base;
+      const s = this.#stat[k];
+      return s === undefined ? 0 : s;
+    }
+    return this.#uHead < this.#uStat.length ? this.#uStat[this.#uHead] : 0;
+  }
+
+  #consume(): unknown {
+    let value: unknown;
+    if (this.#ordered) {
+      const k = this.#yieldIndex - this.#base;
+      value = this.#vals[k];
+      this.#vals[k] = undefined;
+      this.#stat[k] = 0;
+      this.#yieldIndex++;
+      if (k >= 1023 && 2 * k >= this.#stat.length) {
+        this.#vals.splice(0, k + 1);
+        this.#stat.splice(0, k + 1);
+        this.#base += k + 1;
+      }
+    } else {
+      const h = this.#uHead++;
+      value = this.#uVals[h];
+      this.#uVals[h] = undefined;
+      if (this.#uHead === this.#uStat.length) {
+        this.#uVals.length = 0;
+        this.#uStat.length = 0;
+        this.#uHead = 0;
+      }
+    }
+    this.#credits++;
+    return value;
+  }
+
+  next(): Promise<IteratorResult<R>> {
+    const status = this.#ready();
+    if (status === 0) return this.#nextSlow();
+    const value = this.#consume();
+    this.#fill();
+    if (status === ERROR) return Promise.reject(value);
+    return Promise.resolve({ value: value as R, done: false });
+  }
+
+  async #nextSlow(): Promise<IteratorResult<R>> {
+    for (;;) {
+      const status = this.#ready();
+      if (status !== 0) {
+        const value = this.#consume();
+        this.#fill();
+        if (status === ERROR) throw value;
+        return { value: value as R, done: false };
+      }
+      if (!this.#halted) this.#fill();
+      if (this.#workers.size === 0) {
+        if (this.#sourceDone || this.#halted) return { value: undefined, done: true };
+        if (this.#credits > 0) {
+          await this.#group._waitFree();
+          continue;
+        }
+      }
+      const w = _begin<void>();
+      if (w instanceof Promise) await w;
+      const waiter = w as _Waiter<void>;
+      waiter._owner = this;
+      waiter._onCancel = forgetConsumer;
+      this._waiter = waiter;
+      waiter._arm(undefined, noop);
+      await waiter.promise;
+    }
+  }
+
+  async return(): Promise<IteratorResult<R>> {
+    this.#halted = true;
+    if (!this.#sourceDone) {
+      this.#sourceDone = true;
+      try {
+        this.#source.return?.();
+      } catch {
+        // The source's cleanup failing does not stop ours.
+      }
+    }
+    if (this.#workers.size > 0) await killAll([...this.#workers]);
+    return { value: undefined, done: true };
+  }
+}

@@ -1,0 +1,1068 @@
+/**
+ * Queues between greenlets: {@linkcode Queue} (joinable FIFO), {@linkcode SimpleQueue},
+ * {@linkcode PriorityQueue}, {@linkcode LifoQueue} and the unbuffered {@linkcode Channel}.
+ *
+ * Scheduling contracts, as in gevent: waiting getters and putters are served in the order they
+ * began waiting; a `put` that finds a getter waiting hands the item straight to it (one switch
+ * per item); a `get` that frees room in a full queue moves the first waiting putter's item in
+ * and wakes that putter. Every waiting call is a blocking call: `kill()` and `Timeout` interrupt
+ * it, and a getter or putter interrupted that way never takes or leaves an item.
+ *
+ * Caveat: a `get` or `put` that does not have to wait settles at once, without a switch, like
+ * gevent's. So that a producer and a consumer that never wait cannot starve timers and I/O
+ * (awaiting a settled promise does not yield to them), every 128th such call goes through the
+ * loop's run queue first, as `sleep(0)` does.
+ *
+ * @module
+ */
+
+import { _badTimeout, _begin, _inHub, type _Waiter, sleep } from "./hub.ts";
+
+/**
+ * Raised (as a rejection) by `get` when the queue stays empty: `block: false`, or the timeout
+ * elapsed. Also thrown by `getNowait` and `peekNowait`.
+ *
+ * @example
+ * ```ts
+ * import { Empty, Queue } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => new Queue().getNowait(), Empty);
+ * ```
+ */
+export class Empty extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message The message.
+   */
+  constructor(message = "The queue is empty") {
+    super(message);
+    this.name = "Empty";
+  }
+}
+
+/**
+ * Raised (as a rejection) by `put` when the queue stays full: `block: false`, or the timeout
+ * elapsed. Also thrown by `putNowait`.
+ *
+ * @example
+ * ```ts
+ * import { Full, Queue } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new Queue<number>(1);
+ * q.putNowait(1);
+ * assert.throws(() => q.putNowait(2), Full);
+ * ```
+ */
+export class Full extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message The message.
+   */
+  constructor(message = "The queue is full") {
+    super(message);
+    this.name = "Full";
+  }
+}
+
+/**
+ * Raised by `put` on a queue that was shut down, and by `get` once such a queue is empty
+ * (as Python 3.13's `queue.ShutDown`). Waiting getters and putters are woken with it.
+ *
+ * @example
+ * ```ts
+ * import { Queue, ShutDown } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new Queue<number>();
+ * q.shutdown();
+ * await assert.rejects(q.put(1), ShutDown);
+ * ```
+ */
+export class ShutDown extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message The message.
+   */
+  constructor(message = "The queue was shut down") {
+    super(message);
+    this.name = "ShutDown";
+  }
+}
+
+/** Options of a blocking `get`, `put` or `peek`. */
+export interface QueueOptions {
+  /** `false` does not wait: the call rejects with `Empty`/`Full` at once. Default `true`. */
+  block?: boolean;
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode Queue.join}. */
+export interface QueueJoinOptions {
+  /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
+  timeout?: number;
+}
+
+/** Options of {@linkcode SimpleQueue.shutdown}. */
+export interface ShutdownOptions {
+  /** Also discard the items still queued, so getters fail at once (default `false`). */
+  immediate?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Yielding: calls that settle without waiting still pass through the loop now and then.
+
+const YIELD_EVERY = 128;
+let ops = 0;
+
+/** @ignore Counts a call that would settle at once; true when it should yield first. */
+export function _mustYield(): boolean {
+  if (++ops < YIELD_EVERY) return false;
+  ops = 0;
+  return !_inHub();
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+// ---------------------------------------------------------------------------------------------
+// Waiting lists.
+
+/** @ignore A waiter of any result type. */
+// deno-lint-ignore no-explicit-any
+export type _AnyWaiter = _Waiter<any>;
+
+/**
+ * @ignore A FIFO of waiters (with an item each, for putters). A waiter interrupted by kill or
+ * Timeout stays in place and is skipped; `live` counts the others.
+ */
+export class _WaitList {
+  ws: (_AnyWaiter | undefined)[] = [];
+  items: unknown[] = [];
+  head = 0;
+  live = 0;
+  /** The item of the waiter last returned by `shift`. */
+  item: unknown = undefined;
+
+  push(w: _AnyWaiter, item: unknown): void {
+    this.ws.push(w);
+    this.items.push(item);
+    this.live++;
+  }
+
+  /** Removes and returns the first live waiter; its item is left in `this.item`. */
+  shift(): _AnyWaiter | undefined {
+    const ws = this.ws;
+    while (this.head < ws.length) {
+      const i = this.head++;
+      const w = ws[i]!;
+      if (w._done) continue;
+      this.item = this.items[i];
+      ws[i] = undefined;
+      this.items[i] = undefined;
+      this.live--;
+      if (this.head === ws.length) this.#reset();
+      return w;
+    }
+    this.#reset();
+    return undefined;
+  }
+
+  /** Removes every live waiter and returns them, in order. */
+  drain(): _AnyWaiter[] {
+    const out: _AnyWaiter[] = [];
+    for (let i = this.head; i < this.ws.length; i++) {
+      const w = this.ws[i]!;
+      if (!w._done) out.push(w);
+    }
+    this.#reset();
+    this.live = 0;
+    return out;
+  }
+
+  /** Called when a listed waiter was interrupted. */
+  cancelled(): void {
+    if (--this.live === 0) {
+      this.#reset();
+      return;
+    }
+    const waste = this.ws.length - this.head - this.live;
+    if (waste > 32 && waste > this.live) {
+      const ws: (_AnyWaiter | undefined)[] = [];
+      const items: unknown[] = [];
+      for (let i = this.head; i < this.ws.length; i++) {
+        if (!this.ws[i]!._done) {
+          ws.push(this.ws[i]);
+          items.push(this.items[i]);
+        }
+      }
+      this.ws = ws;
+      this.items = items;
+      this.head = 0;
+    }
+  }
+
+  #reset(): void {
+    this.ws.length = 0;
+    this.items.length = 0;
+    this.head = 0;
+  }
+}
+
+function forgetGetter(w: _AnyWaiter): void {
+  (w._owner as { _getters: _WaitList })._getters.cancelled();
+}
+function forgetPutter(w: _AnyWaiter): void {
+  (w._owner as { _putters: _WaitList })._putters.cancelled();
+}
+function forgetPeeker(w: _AnyWaiter): void {
+  (w._owner as { _peekers: _WaitList })._peekers.cancelled();
+}
+function forgetJoiner(w: _Waiter<boolean>): void {
+  (w._owner as Queue<unknown>)._joiners!.delete(w);
+}
+function getTimedOut(w: _AnyWaiter): void {
+  w._fail(new Empty());
+}
+function putTimedOut(w: _AnyWaiter): void {
+  w._fail(new Full());
+}
+function joinTimedOut(w: _Waiter<boolean>): void {
+  forgetJoiner(w);
+  w._wake(false);
+}
+
+function checkMaxsize(maxsize: unknown): number {
+  if (maxsize === undefined || maxsize === null) return Infinity;
+  if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 0) {
+    throw new RangeError(`'maxsize' must be a non-negative integer: current value is ${maxsize}`);
+  }
+  return maxsize === 0 ? Infinity : maxsize;
+}
+
+/** Validates options and returns an error to reject with, or undefined. */
+function badOptions(options: QueueOptions | undefined): Error | undefined {
+  if (options === undefined) return undefined;
+  if (options === null || typeof options !== "object") {
+    return new TypeError(`'options' must be an object: current value is ${options}`);
+  }
+  return _badTimeout(options.timeout);
+}
+
+// A ring buffer for the FIFO queues.
+class Ring<T> {
+  buf: (T | undefined)[] = new Array(16);
+  head = 0;
+  len = 0;
+  mask = 15;
+
+  push(x: T): void {
+    if (this.len === this.buf.length) this.#grow();
+    this.buf[(this.head + this.len) & this.mask] = x;
+    this.len++;
+  }
+
+  shift(): T {
+    const x = this.buf[this.head] as T;
+    this.buf[this.head] = undefined;
+    this.head = (this.head + 1) & this.mask;
+    this.len--;
+    return x;
+  }
+
+  #grow(): void {
+    const old = this.buf;
+    const n = old.length;
+    const buf: (T | undefined)[] = new Array(n * 2);
+    for (let i = 0; i < n; i++) buf[i] = old[(this.head + i) & this.mask];
+    this.buf = buf;
+    this.head = 0;
+    this.mask = n * 2 - 1;
+  }
+}
+
+/**
+ * A FIFO queue between greenlets, bounded by `maxsize` (unbounded by default), without
+ * `taskDone`/`join` (see {@linkcode Queue} for those).
+ *
+ * Waiting getters and putters are served first come, first served. A `put` that finds a getter
+ * waiting hands the item straight to it. Iterating the queue with `for await` gets items until
+ * the queue is shut down and empty.
+ *
+ * @typeParam T The type of the items.
+ *
+ * @example Producer and consumer
+ * ```ts
+ * import { SimpleQueue } from "./queue.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new SimpleQueue<number>(2);
+ * const producer = spawn(async () => {
+ *   for (const n of [1, 2, 3]) await q.put(n);
+ *   q.shutdown();
+ * });
+ * const seen: number[] = [];
+ * for await (const n of q) seen.push(n);
+ * await producer.join();
+ * assert.deepEqual(seen, [1, 2, 3]);
+ * ```
+ */
+export class SimpleQueue<T> implements AsyncIterable<T> {
+  /** @ignore */
+  _getters: _WaitList = new _WaitList();
+  /** @ignore */
+  _putters: _WaitList = new _WaitList();
+  /** @ignore */
+  _peekers: _WaitList = new _WaitList();
+  /** @ignore Items put and not yet marked done (used by `Queue`). */
+  _unfinished = 0;
+  #maxsize: number;
+  #shutdown = false;
+  #unlockQueued = false;
+  #ring: Ring<T> = new Ring<T>();
+
+  /**
+   * Creates a queue.
+   *
+   * @param maxsize The most items it holds; `undefined` or `0` (as in Python) is unbounded.
+   * @throws {RangeError} If `maxsize` is not a non-negative integer.
+   */
+  constructor(maxsize?: number) {
+    this.#maxsize = checkMaxsize(maxsize);
+  }
+
+  /** @ignore Storage hooks, overridden by the priority and LIFO queues. */
+  _qsize(): number {
+    return this.#ring.len;
+  }
+  /** @ignore */
+  _put(item: T): void {
+    this.#ring.push(item);
+  }
+  /** @ignore */
+  _get(): T {
+    return this.#ring.shift();
+  }
+  /** @ignore */
+  _peek(): T {
+    return this.#ring.buf[this.#ring.head] as T;
+  }
+
+  /** The most items the queue holds (`Infinity` when unbounded). */
+  get maxsize(): number {
+    return this.#maxsize;
+  }
+
+  /** Whether {@linkcode SimpleQueue.shutdown} was called. */
+  get isShutdown(): boolean {
+    return this.#shutdown;
+  }
+
+  /** The number of greenlets waiting in `get`. */
+  get getters(): number {
+    return this._getters.live;
+  }
+
+  /** The number of greenlets waiting in `put`. */
+  get putters(): number {
+    return this._putters.live;
+  }
+
+  /**
+   * The number of items in the queue.
+   *
+   * @returns The count.
+   */
+  qsize(): number {
+    return this._qsize();
+  }
+
+  /**
+   * Whether the queue holds no item.
+   *
+   * @returns `true` when `qsize()` is 0.
+   */
+  empty(): boolean {
+    return this._qsize() === 0;
+  }
+
+  /**
+   * Whether the queue holds `maxsize` items (never, when unbounded).
+   *
+   * @returns `true` when a `put` would wait.
+   */
+  full(): boolean {
+    return this._qsize() >= this.#maxsize;
+  }
+
+  /** Wakes waiting peekers with the item about to enter (or be handed over). */
+  #feedPeekers(item: T): void {
+    for (const w of this._peekers.drain()) w._wake(item);
+  }
+
+  /** Takes the next item; refills from the first waiting putter. The queue is not empty. */
+  #take(): T {
+    const item = this._get();
+    if (this._putters.live > 0) {
+      const w = this._putters.shift();
+      if (w !== undefined) {
+        const next = this._putters.item as T;
+        this._putters.item = undefined;
+        this.#enter(next);
+        w._wake(undefined);
+      }
+    }
+    return item;
+  }
+
+  /** Puts an item that found room (no getter is waiting). */
+  #enter(item: T): void {
+    if (this._peekers.live > 0) this.#feedPeekers(item);
+    this._put(item);
+    this._unfinished++;
+  }
+
+  /** Queues the wake-up of waiting getters (they have first claim on the queued items). */
+  #scheduleUnlock(): void {
+    if (this.#unlockQueued) return;
+    this.#unlockQueued = true;
+    queueMicrotask(this.#unlock);
+  }
+
+  #unlock = (): void => {
+    this.#unlockQueued = false;
+    while (this._getters.live > 0 && this._qsize() > 0) {
+      const w = this._getters.shift();
+      if (w === undefined) break;
+      w._wake(this.#take());
+    }
+    if (this.#shutdown && this._qsize() === 0) {
+      for (const w of this._getters.drain()) w._fail(new ShutDown());
+      for (const w of this._peekers.drain()) w._fail(new ShutDown());
+    }
+  };
+
+  /**
+   * Puts an item, waiting while the queue is full. A blocking call: `kill()` and `Timeout`
+   * interrupt it, and an interrupted put leaves nothing in the queue.
+   *
+   * @param item The item.
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns A promise that resolves once the item is in the queue (or handed to a getter).
+   * @throws {Full} (as a rejection) If the queue stays full (`block: false`, or the timeout).
+   * @throws {ShutDown} (as a rejection) If the queue was shut down.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  put(item: T, options?: QueueOptions): Promise<void> {
+    let block = true;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      const bad = badOptions(options);
+      if (bad !== undefined) return Promise.reject(bad);
+      block = options.block !== false && options.timeout !== 0;
+      timeout = options.timeout;
+    }
+    if (this.#shutdown) return Promise.reject(new ShutDown());
+    if (this._qsize() < this.#maxsize) {
+      if (block && _mustYield()) return this.#putLater(item, options);
+      this.#enter(item);
+      if (this._getters.live > 0) this.#scheduleUnlock();
+      return RESOLVED;
+    }
+    if (!block) return Promise.reject(new Full());
+    const w = _begin<void>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetPutter;
+    this._putters.push(w, item);
+    w._arm(timeout, putTimedOut);
+    return w.promise;
+  }
+
+  async #putLater(item: T, options: QueueOptions | undefined): Promise<void> {
+    await sleep(0);
+    return this.put(item, options);
+  }
+
+  /**
+   * Puts an item without waiting.
+   *
+   * @param item The item.
+   * @throws {Full} If the queue is full.
+   * @throws {ShutDown} If the queue was shut down.
+   */
+  putNowait(item: T): void {
+    if (this.#shutdown) throw new ShutDown();
+    if (this._qsize() >= this.#maxsize) throw new Full();
+    this.#enter(item);
+    if (this._getters.live > 0) this.#scheduleUnlock();
+  }
+
+  /**
+   * Removes and returns the next item, waiting while the queue is empty. A blocking call:
+   * `kill()` and `Timeout` interrupt it, and an interrupted get never takes an item.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The item.
+   * @throws {Empty} (as a rejection) If the queue stays empty (`block: false`, or the timeout).
+   * @throws {ShutDown} (as a rejection) If the queue was shut down and is empty.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  get(options?: QueueOptions): Promise<T> {
+    let block = true;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      const bad = badOptions(options);
+      if (bad !== undefined) return Promise.reject(bad);
+      block = options.block !== false && options.timeout !== 0;
+      timeout = options.timeout;
+    }
+    if (this._qsize() > this._getters.live) {
+      if (block && _mustYield()) return this.#getLater(options);
+      return Promise.resolve(this.#take());
+    }
+    if (this.#shutdown) return Promise.reject(new ShutDown());
+    if (!block) return Promise.reject(new Empty());
+    const w = _begin<T>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetGetter;
+    this._getters.push(w, undefined);
+    w._arm(timeout, getTimedOut);
+    return w.promise;
+  }
+
+  async #getLater(options: QueueOptions | undefined): Promise<T> {
+    await sleep(0);
+    return this.get(options);
+  }
+
+  /**
+   * Removes and returns the next item without waiting.
+   *
+   * @returns The item.
+   * @throws {Empty} If the queue is empty.
+   * @throws {ShutDown} If the queue was shut down and is empty.
+   */
+  getNowait(): T {
+    if (this._qsize() > this._getters.live) return this.#take();
+    if (this.#shutdown && this._qsize() === 0) throw new ShutDown();
+    throw new Empty();
+  }
+
+  /**
+   * Returns the next item without removing it, waiting while the queue is empty. A blocking
+   * call.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The item that the next `get` would return.
+   * @throws {Empty} (as a rejection) If the queue stays empty (`block: false`, or the timeout).
+   * @throws {ShutDown} (as a rejection) If the queue was shut down and is empty.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  peek(options?: QueueOptions): Promise<T> {
+    let block = true;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      const bad = badOptions(options);
+      if (bad !== undefined) return Promise.reject(bad);
+      block = options.block !== false && options.timeout !== 0;
+      timeout = options.timeout;
+    }
+    if (this._qsize() > 0) return Promise.resolve(this._peek());
+    if (this.#shutdown) return Promise.reject(new ShutDown());
+    if (!block) return Promise.reject(new Empty());
+    const w = _begin<T>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetPeeker;
+    this._peekers.push(w, undefined);
+    w._arm(timeout, getTimedOut);
+    return w.promise;
+  }
+
+  /**
+   * Returns the next item without removing it or waiting.
+   *
+   * @returns The item that the next `get` would return.
+   * @throws {Empty} If the queue is empty.
+   */
+  peekNowait(): T {
+    if (this._qsize() > 0) return this._peek();
+    throw new Empty();
+  }
+
+  /**
+   * Shuts the queue down (Python 3.13's `Queue.shutdown`): later puts reject with
+   * {@linkcode ShutDown}, and so do gets once the queue is empty. Waiting putters, and
+   * getters and peekers (the queue is empty while they wait), are woken with `ShutDown`.
+   * With `immediate`, the items still queued are discarded (and count as done for `join`).
+   *
+   * @param options `immediate`.
+   */
+  shutdown(options: ShutdownOptions = {}): void {
+    this.#shutdown = true;
+    if (options.immediate) {
+      while (this._qsize() > 0) {
+        this._get();
+        if (this._unfinished > 0) this._unfinished--;
+      }
+      this._allDone();
+    }
+    for (const w of this._putters.drain()) w._fail(new ShutDown());
+    this.#unlock();
+  }
+
+  /** @ignore Hook: the unfinished count may have reached zero. */
+  _allDone(): void {}
+
+  /**
+   * Gets items with `for await` until the queue is shut down and empty. Each step is a
+   * blocking `get`.
+   *
+   * @returns An async iterator of items.
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      let item: T;
+      try {
+        item = await this.get();
+      } catch (error) {
+        if (error instanceof ShutDown) return;
+        throw error;
+      }
+      yield item;
+    }
+  }
+}
+
+/**
+ * A FIFO queue with `taskDone` and `join`, as gevent's (and Python's) `Queue`: every item put
+ * counts as an unfinished task until a consumer calls `taskDone()` for it, and `join()` waits
+ * until none is left.
+ *
+ * @typeParam T The type of the items.
+ *
+ * @example Workers and join
+ * ```ts
+ * import { Queue } from "./queue.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new Queue<number>();
+ * let total = 0;
+ * const worker = spawn(async () => {
+ *   for await (const n of q) {
+ *     total += n;
+ *     q.taskDone();
+ *   }
+ * });
+ * for (const n of [1, 2, 3]) q.putNowait(n);
+ * assert.equal(await q.join(), true);
+ * assert.equal(total, 6);
+ * q.shutdown();
+ * await worker.join();
+ * ```
+ */
+export class Queue<T> extends SimpleQueue<T> {
+  /** @ignore */
+  _joiners: Set<_Waiter<boolean>> | undefined = undefined;
+
+  /** The number of items put and not yet marked done with {@linkcode Queue.taskDone}. */
+  get unfinishedTasks(): number {
+    return this._unfinished;
+  }
+
+  /**
+   * Marks one item taken from the queue as processed. When every item put is done,
+   * `join()` waiters wake.
+   *
+   * @throws {RangeError} If called more times than items were put.
+   */
+  taskDone(): void {
+    if (this._unfinished <= 0) {
+      throw new RangeError("taskDone() called more times than there were items");
+    }
+    if (--this._unfinished === 0) this._allDone();
+  }
+
+  /** @ignore */
+  override _allDone(): void {
+    if (this._unfinished !== 0) return;
+    const js = this._joiners;
+    if (js === undefined) return;
+    this._joiners = undefined;
+    for (const w of js) w._wake(true);
+  }
+
+  /**
+   * Waits until every item put has been marked done. A blocking call.
+   *
+   * @param options `timeout` in milliseconds.
+   * @returns `true` once nothing is unfinished; `false` if the timeout elapsed first.
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  join(options: QueueJoinOptions = {}): Promise<boolean> {
+    const { timeout } = options;
+    const bad = _badTimeout(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
+    if (this._unfinished === 0) return Promise.resolve(true);
+    if (timeout === 0) return Promise.resolve(false);
+    const w = _begin<boolean>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetJoiner;
+    (this._joiners ??= new Set()).add(w);
+    w._arm(timeout, joinTimedOut);
+    return w.promise;
+  }
+}
+
+/** Options of {@linkcode PriorityQueue}. */
+export interface PriorityQueueOptions<T> {
+  /**
+   * Orders items: negative when `a` comes first. The default compares numbers, strings and
+   * bigints with `<`, and arrays element by element (like Python tuples, so
+   * `[priority, item]` pairs work).
+   */
+  compare?: (a: T, b: T) => number;
+}
+
+/** @ignore The default ordering: `<` for primitives, lexicographic for arrays. */
+export function _defaultCompare(a: unknown, b: unknown): number {
+  if (Array.isArray(a) && Array.isArray(b)) {
+    const n = Math.min(a.length, b.length);
+    for (let i = 0; i < n; i++) {
+      const c = _defaultCompare(a[i], b[i]);
+      if (c !== 0) return c;
+    }
+    return a.length - b.length;
+  }
+  return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+}
+
+/**
+ * A {@linkcode Queue} that returns the smallest item first (a binary heap).
+ *
+ * @typeParam T The type of the items.
+ *
+ * @example
+ * ```ts
+ * import { PriorityQueue } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new PriorityQueue<[number, string]>();
+ * q.putNowait([3, "low"]);
+ * q.putNowait([1, "high"]);
+ * q.putNowait([2, "middle"]);
+ * assert.deepEqual([q.getNowait(), q.getNowait(), q.getNowait()].map(([, s]) => s), [
+ *   "high",
+ *   "middle",
+ *   "low",
+ * ]);
+ * ```
+ */
+export class PriorityQueue<T> extends Queue<T> {
+  #heap: T[] = [];
+  #compare: (a: T, b: T) => number;
+
+  /**
+   * Creates a priority queue.
+   *
+   * @param maxsize The most items it holds; `undefined` or `0` is unbounded.
+   * @param options `compare`, the ordering.
+   * @throws {RangeError} If `maxsize` is not a non-negative integer.
+   * @throws {TypeError} If `compare` is not a function.
+   */
+  constructor(maxsize?: number, options: PriorityQueueOptions<T> = {}) {
+    super(maxsize);
+    const { compare = _defaultCompare } = options;
+    if (typeof compare !== "function") {
+      throw new TypeError(`'compare' must be a function: current value is ${compare}`);
+    }
+    this.#compare = compare;
+  }
+
+  /** @ignore */
+  override _qsize(): number {
+    return this.#heap.length;
+  }
+  /** @ignore */
+  override _put(item: T): void {
+    const heap = this.#heap;
+    const cmp = this.#compare;
+    let i = heap.length;
+    heap.push(item);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (cmp(item, heap[parent]) >= 0) break;
+      heap[i] = heap[parent];
+      i = parent;
+    }
+    heap[i] = item;
+  }
+  /** @ignore */
+  override _get(): T {
+    const heap = this.#heap;
+    const cmp = this.#compare;
+    const top = heap[0];
+    const last = heap.pop()!;
+    const n = heap.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        let child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && cmp(heap[child + 1], heap[child]) < 0) child++;
+        if (cmp(heap[child], last) >= 0) break;
+        heap[i] = heap[child];
+        i = child;
+      }
+      heap[i] = last;
+    }
+    return top;
+  }
+  /** @ignore */
+  override _peek(): T {
+    return this.#heap[0];
+  }
+}
+
+/**
+ * A {@linkcode Queue} that returns the most recently put item first.
+ *
+ * @typeParam T The type of the items.
+ *
+ * @example
+ * ```ts
+ * import { LifoQueue } from "./queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const q = new LifoQueue<number>();
+ * q.putNowait(1);
+ * q.putNowait(2);
+ * assert.equal(q.getNowait(), 2);
+ * assert.equal(q.getNowait(), 1);
+ * ```
+ */
+export class LifoQueue<T> extends Queue<T> {
+  #stack: T[] = [];
+
+  /** @ignore */
+  override _qsize(): number {
+    return this.#stack.length;
+  }
+  /** @ignore */
+  override _put(item: T): void {
+    this.#stack.push(item);
+  }
+  /** @ignore */
+  override _get(): T {
+    return this.#stack.pop()!;
+  }
+  /** @ignore */
+  override _peek(): T {
+    return this.#stack[this.#stack.length - 1];
+  }
+}
+
+/**
+ * An unbuffered hand-off: `put` waits until a `get` takes the item, and `get` waits until a
+ * `put` offers one. `qsize()` is always 0. Iterate it with `for await` (forever).
+ *
+ * A getter interrupted by `kill()` or `Timeout` (even `Timeout(0)`) never takes an item: the
+ * next `put` goes to the next getter or waits.
+ *
+ * @typeParam T The type of the items.
+ *
+ * @example
+ * ```ts
+ * import { Channel } from "./queue.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const ch = new Channel<string>();
+ * const log: string[] = [];
+ * const producer = spawn(async () => {
+ *   await ch.put("hello");
+ *   log.push("put returned");
+ * });
+ * log.push(await ch.get());
+ * await producer.join();
+ * assert.deepEqual(log, ["hello", "put returned"]);
+ * ```
+ */
+export class Channel<T> implements AsyncIterable<T> {
+  /** @ignore */
+  _getters: _WaitList = new _WaitList();
+  /** @ignore */
+  _putters: _WaitList = new _WaitList();
+
+  /** Waiting putters minus waiting getters, as gevent's `balance`. */
+  get balance(): number {
+    return this._putters.live - this._getters.live;
+  }
+
+  /** The number of greenlets waiting in `get`. */
+  get getters(): number {
+    return this._getters.live;
+  }
+
+  /** The number of greenlets waiting in `put`. */
+  get putters(): number {
+    return this._putters.live;
+  }
+
+  /**
+   * Always 0: a channel holds nothing.
+   *
+   * @returns 0.
+   */
+  qsize(): number {
+    return 0;
+  }
+
+  /**
+   * Always `true`.
+   *
+   * @returns `true`.
+   */
+  empty(): boolean {
+    return true;
+  }
+
+  /**
+   * Always `true`.
+   *
+   * @returns `true`.
+   */
+  full(): boolean {
+    return true;
+  }
+
+  /**
+   * Offers an item and waits until a getter takes it. A blocking call: an interrupted put
+   * offers nothing.
+   *
+   * @param item The item.
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns A promise that resolves once a getter has the item.
+   * @throws {Full} (as a rejection) If no getter took it (`block: false`, or the timeout).
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  put(item: T, options?: QueueOptions): Promise<void> {
+    let block = true;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      const bad = badOptions(options);
+      if (bad !== undefined) return Promise.reject(bad);
+      block = options.block !== false && options.timeout !== 0;
+      timeout = options.timeout;
+    }
+    if (this._getters.live > 0) {
+      if (block && _mustYield()) return this.#putLater(item, options);
+      const w = this._getters.shift();
+      if (w !== undefined) {
+        w._wake(item);
+        return RESOLVED;
+      }
+    }
+    if (!block) return Promise.reject(new Full());
+    const w = _begin<void>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetPutter;
+    this._putters.push(w, item);
+    w._arm(timeout, putTimedOut);
+    return w.promise;
+  }
+
+  async #putLater(item: T, options: QueueOptions | undefined): Promise<void> {
+    await sleep(0);
+    return this.put(item, options);
+  }
+
+  /**
+   * Hands an item to a waiting getter without waiting.
+   *
+   * @param item The item.
+   * @throws {Full} If no getter is waiting.
+   */
+  putNowait(item: T): void {
+    const w = this._getters.shift();
+    if (w === undefined) throw new Full();
+    w._wake(item);
+  }
+
+  /**
+   * Waits for a putter and takes its item. A blocking call: an interrupted get takes nothing.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The item.
+   * @throws {Empty} (as a rejection) If no putter came (`block: false`, or the timeout).
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   */
+  get(options?: QueueOptions): Promise<T> {
+    let block = true;
+    let timeout: number | undefined;
+    if (options !== undefined) {
+      const bad = badOptions(options);
+      if (bad !== undefined) return Promise.reject(bad);
+      block = options.block !== false && options.timeout !== 0;
+      timeout = options.timeout;
+    }
+    if (this._putters.live > 0) {
+      if (block && _mustYield()) return this.#getLater(options);
+      const w = this._putters.shift();
+      if (w !== undefined) {
+        const item = this._putters.item as T;
+        this._putters.item = undefined;
+        w._wake(undefined);
+        return Promise.resolve(item);
+      }
+    }
+    if (!block) return Promise.reject(new Empty());
+    const w = _begin<T>();
+    if (w instanceof Promise) return w;
+    w._owner = this;
+    w._onCancel = forgetGetter;
+    this._getters.push(w, undefined);
+    w._arm(timeout, getTimedOut);
+    return w.promise;
+  }
+
+  async #getLater(options: QueueOptions | undefined): Promise<T> {
+    await sleep(0);
+    return this.get(options);
+  }
+
+  /**
+   * Takes the item of a waiting putter without waiting.
+   *
+   * @returns The item.
+   * @throws {Empty} If no putter is waiting.
+   */
+  getNowait(): T {
+    const w = this._putters.shift();
+    if (w === undefined) throw new Empty();
+    const item = this._putters.item as T;
+    this._putters.item = undefined;
+    w._wake(undefined);
+    return item;
+  }
+
+  /**
+   * Gets items with `for await`, forever (break out of the loop to stop). Each step is a
+   * blocking `get`.
+   *
+   * @returns An async iterator of items.
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) yield await this.get();
+  }
+}
