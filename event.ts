@@ -288,6 +288,8 @@ export class AsyncResult<T = unknown> extends _Notifier {
    * @throws {RangeError} For a negative or non-finite timeout.
    */
   async get(options: ResultGetOptions = {}): Promise<T> {
+    const bad = _badTimeout(options.timeout);
+    if (bad !== undefined) throw bad;
     if (this.#state === PENDING) {
       if (options.block === false) throw new Timeout(0);
       if (!await this._wait(options.timeout)) throw new Timeout(options.timeout);

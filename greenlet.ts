@@ -76,6 +76,7 @@ interface Notify {
 type LinkEntry = RawLink | Notify;
 
 let nextIdent = 0;
+const NO_ARGS: unknown[] = [];
 
 function renderArg(arg: unknown): string {
   const text = Deno.inspect(arg, { depth: 1, colors: false, breakLength: Infinity });
@@ -121,7 +122,7 @@ function invoke(): void {
 function runGreenlet(arg: unknown): void {
   const g = arg as Greenlet<unknown>;
   if (g._state !== SCHEDULED) return;
-  g._startTimer = undefined;
+  if (g._startTimer !== undefined) g._startTimer = undefined;
   g._state = RUNNING;
   starting = g;
   _runIn(g, invoke);
@@ -223,12 +224,17 @@ export class Greenlet<T = unknown> extends _Context {
   /** @ignore */
   _links: LinkEntry | LinkEntry[] | undefined = undefined;
   /** @ignore */
-  _notifying = false;
+  declare _notifying: boolean;
+  // Rarely used state lives on the prototype until set (see below the class): a greenlet
+  // blocked on an event is then mostly its function, arguments, state and result.
   /** @ignore */
-  _startTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  #ident: number | undefined = undefined;
-  #name: string | undefined = undefined;
-  #killCtl: AbortController | undefined = undefined;
+  declare _startTimer: ReturnType<typeof setTimeout> | undefined;
+  /** @ignore */
+  declare _ident: number | undefined;
+  /** @ignore */
+  declare _name: string | undefined;
+  /** @ignore */
+  declare _killCtl: AbortController | undefined;
   /** The greenlet that created this one; `undefined` when created outside any greenlet. */
   readonly parent: Greenlet<unknown> | undefined;
 
@@ -248,7 +254,7 @@ export class Greenlet<T = unknown> extends _Context {
       );
     }
     this._fn = fn;
-    this._args = args;
+    this._args = args.length === 0 ? NO_ARGS : args;
     const parent = _current();
     this.parent = parent instanceof Greenlet ? parent : undefined;
   }
@@ -327,20 +333,20 @@ export class Greenlet<T = unknown> extends _Context {
 
   /** A small integer, unique among greenlets, assigned on first use. */
   get minimalIdent(): number {
-    return this.#ident ??= nextIdent++;
+    return this._ident ??= nextIdent++;
   }
 
   /** The greenlet's name, `Greenlet-N` (N = {@linkcode Greenlet.minimalIdent}) unless set. */
   get name(): string {
-    return this.#name ?? `Greenlet-${this.minimalIdent}`;
+    return this._name ?? `Greenlet-${this.minimalIdent}`;
   }
   set name(value: string) {
-    this.#name = String(value);
+    this._name = String(value);
   }
 
   /** Aborted, with the exception as reason, when the greenlet is killed. */
   get signal(): AbortSignal {
-    return (this.#killCtl ??= new AbortController()).signal;
+    return (this._killCtl ??= new AbortController()).signal;
   }
 
   /**
@@ -380,6 +386,7 @@ export class Greenlet<T = unknown> extends _Context {
    * @throws {RangeError} For a negative or non-finite timeout.
    */
   async get(options: GetOptions = {}): Promise<T | GreenletExit | undefined> {
+    if (options.timeout !== undefined) _checkMs("timeout", options.timeout);
     if (this._state < SUCCEEDED) {
       if (options.block === false) throw new Timeout(0);
       if (!await this.join({ timeout: options.timeout })) throw new Timeout(options.timeout);
@@ -412,7 +419,7 @@ export class Greenlet<T = unknown> extends _Context {
       : typeof exception === "function"
       ? new (exception as new () => unknown)()
       : exception;
-    (this.#killCtl ??= new AbortController()).abort(exc);
+    (this._killCtl ??= new AbortController()).abort(exc);
     if (this._state === RUNNING) {
       this._throw(exc);
       return;
@@ -591,6 +598,12 @@ export class Greenlet<T = unknown> extends _Context {
     getHub().loop._schedule(runLinks, this);
   }
 }
+
+Greenlet.prototype._notifying = false;
+Greenlet.prototype._startTimer = undefined;
+Greenlet.prototype._ident = undefined;
+Greenlet.prototype._name = undefined;
+Greenlet.prototype._killCtl = undefined;
 
 /**
  * Creates a greenlet for `fn(...args)` and starts it. It runs once the caller yields.

@@ -64,21 +64,23 @@ const NONE: unique symbol = Symbol("none");
  * `withTimeout` called outside any greenlet.
  */
 export class _Context {
+  // Only `_w` is an own field of every flow; the rest are rare and default to values on the
+  // prototype (see below the class), which keeps a greenlet small.
   /** The blocking call this flow is waiting on now. */
   _w: _Waiter<unknown> | undefined = undefined;
   /** Other blocking calls started earlier and still pending (rare: `Promise.all` of waits). */
-  _ws: _Waiter<unknown>[] | undefined = undefined;
-  /** An exception to throw at the next blocking call. */
-  _pending: unknown = NONE;
+  declare _ws: _Waiter<unknown>[] | undefined;
+  /** An exception to throw at the next blocking call (`NONE` when there is none). */
+  declare _pending: unknown;
   /** Controller of `currentSignal()`; aborted and dropped when an exception is thrown in. */
-  _scope: AbortController | undefined = undefined;
+  declare _scope: AbortController | undefined;
   /**
    * Sub-flows of the root flow (top-level `withTimeout` calls): an exception thrown into the
    * root reaches those of them that are blocked, and the others at their next blocking call.
    */
-  _children: Set<_Context> | undefined = undefined;
+  declare _children: Set<_Context> | undefined;
   /** The flow whose pending exception this sub-flow also honours. */
-  _parent: _Context | undefined = undefined;
+  declare _parent: _Context | undefined;
 
   /** Throws `exc` into this flow: at its pending blocking call, or at its next one. */
   _throw(exc: unknown): void {
@@ -135,6 +137,12 @@ export class _Context {
   }
 }
 
+_Context.prototype._ws = undefined;
+_Context.prototype._pending = NONE;
+_Context.prototype._scope = undefined;
+_Context.prototype._children = undefined;
+_Context.prototype._parent = undefined;
+
 const als = new AsyncLocalStorage<_Context | undefined>();
 
 /** @ignore The flow of code that runs outside every greenlet. */
@@ -178,12 +186,13 @@ export class _Waiter<T> {
   promise: Promise<T>;
   _res!: (value: T) => void;
   _rej!: (error: unknown) => void;
-  _ctx: _Context;
-  _done = false;
-  _timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** The waiting flow; `undefined` once the wait has ended. */
+  _ctx: _Context | undefined;
   _owner: unknown = undefined;
   _onCancel: ((w: _Waiter<T>) => void) | undefined = undefined;
-  _onTimeout: ((w: _Waiter<T>) => void) | undefined = undefined;
+  // Only timed waits set these (on the prototype otherwise, to keep untimed waits small).
+  declare _timer: ReturnType<typeof setTimeout> | undefined;
+  declare _onTimeout: ((w: _Waiter<T>) => void) | undefined;
   /** Neighbours in the hub's list of waits without a deadline (for LoopExit). */
   _prev: _Waiter<unknown> | undefined = undefined;
   _next: _Waiter<unknown> | undefined = undefined;
@@ -199,9 +208,14 @@ export class _Waiter<T> {
     ctx._w = this as _Waiter<unknown>;
   }
 
+  /** Whether the wait has ended (woken, failed or timed out). */
+  get _done(): boolean {
+    return this._ctx === undefined;
+  }
+
   /** Resolves the blocking call (first settlement wins). */
   _wake(value: T): void {
-    if (this._done) return;
+    if (this._ctx === undefined) return;
     this._end();
     this._res(value);
   }
@@ -213,21 +227,21 @@ export class _Waiter<T> {
 
   /** Rejects the blocking call and lets its owner forget it. */
   _fail(error: unknown): void {
-    if (this._done) return;
+    if (this._ctx === undefined) return;
     this._end();
     this._onCancel?.(this);
     this._rej(error);
   }
 
   _end(): void {
-    this._done = true;
+    const ctx = this._ctx!;
+    this._ctx = undefined;
     if (this._timer !== undefined) {
       clearTimeout(this._timer);
       this._timer = undefined;
     } else if (this._prev !== undefined) {
       _unlinkForever(this as _Waiter<unknown>);
     }
-    const ctx = this._ctx;
     if (ctx._w === this) {
       const ws = ctx._ws;
       ctx._w = ws === undefined ? undefined : ws.pop();
@@ -259,9 +273,12 @@ function fireTimeout(w: _Waiter<unknown>): void {
   }
 }
 
+_Waiter.prototype._timer = undefined;
+_Waiter.prototype._onTimeout = undefined;
+
 // A circular list, headed by a sentinel, of waits that have no deadline.
 const forever = new _Waiter<unknown>(new _Context());
-forever._ctx._w = undefined;
+forever._ctx!._w = undefined;
 forever.promise.catch(noop);
 forever._prev = forever;
 forever._next = forever;
