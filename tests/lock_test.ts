@@ -1,0 +1,229 @@
+import assert from "node:assert/strict";
+import { BoundedSemaphore, Lock, RLock, Semaphore } from "../lock.ts";
+import { spawn } from "../greenlet.ts";
+import { idle, sleep } from "../hub.ts";
+import { Timeout } from "../timeout.ts";
+import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+
+Deno.test("Semaphore(0).acquire({ timeout: 10 }) resolves false", async () => {
+  const sem = new Semaphore(0);
+  assert.equal(await sem.acquire({ timeout: 10 }), false);
+  assert.equal(sem.waiters, 0);
+  assert.equal(sem.counter, 0);
+});
+
+Deno.test("Semaphore.acquire() resolves false after its timeout", async (t) => {
+  await assertTimeoutContract(t, {
+    call: (timeout) => new Semaphore(0).acquire({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, false);
+    },
+  });
+});
+
+Deno.test("RLock.acquire() resolves false after its timeout", async (t) => {
+  const lock = new RLock();
+  const owner = spawn(async () => {
+    await lock.acquire();
+    await sleep(10_000);
+  });
+  await idle();
+  await assertTimeoutContract(t, {
+    call: (timeout) => lock.acquire({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, false);
+    },
+  });
+  await owner.kill();
+});
+
+Deno.test("Semaphore.hold() rejects with Timeout after its timeout", async (t) => {
+  await assertTimeoutContract(t, {
+    call: (timeout) => new Semaphore(0).hold({ timeout }),
+    elapsed: ({ error }) => assert.ok(error instanceof Timeout, `got ${error}`),
+  });
+});
+
+Deno.test("Semaphore serves waiters in FIFO order", async () => {
+  const sem = new Semaphore(0);
+  const order: string[] = [];
+  const waiters = ["a", "b", "c"].map((name) =>
+    spawn(async () => {
+      await sem.acquire();
+      order.push(name);
+    })
+  );
+  await idle();
+  assert.equal(sem.waiters, 3);
+  sem.release();
+  sem.release();
+  sem.release();
+  for (const w of waiters) await w.join();
+  assert.deepEqual(order, ["a", "b", "c"]);
+  assert.equal(sem.counter, 0);
+});
+
+Deno.test("Semaphore.release() hands the permit to the first waiter: no overtaking", async () => {
+  const sem = new Semaphore(1);
+  assert.equal(await sem.acquire(), true);
+  const waiter = spawn(() => sem.acquire());
+  await idle();
+  sem.release();
+  // The permit went to the waiter, even though it has not resumed yet.
+  assert.equal(sem.counter, 0);
+  assert.equal(await sem.acquire({ blocking: false }), false);
+  await waiter.join();
+  assert.equal(waiter.value, true);
+  sem.release();
+  assert.equal(sem.counter, 1);
+});
+
+Deno.test("Semaphore: kill() interrupts a waiting acquire, which holds nothing", async () => {
+  const sem = new Semaphore(0);
+  const waiter = spawn(() => sem.acquire());
+  await idle();
+  await waiter.kill();
+  assert.equal(sem.waiters, 0);
+  sem.release();
+  assert.equal(sem.counter, 1);
+});
+
+Deno.test("Semaphore.hold() releases the permit when the using scope ends", async (t) => {
+  const sem = new Semaphore(2);
+  {
+    using _a = await sem.hold();
+    using _b = await sem.hold();
+    assert.equal(sem.locked(), true);
+  }
+  assert.equal(sem.counter, 2);
+  await t.step("even when the scope throws", async () => {
+    await assert.rejects(async () => {
+      using _held = await sem.hold();
+      throw new Error("boom");
+    }, /boom/);
+    assert.equal(sem.counter, 2);
+  });
+  await t.step("releasing a Hold twice releases once", async () => {
+    const held = await sem.hold();
+    held.release();
+    held.release();
+    assert.equal(sem.counter, 2);
+  });
+});
+
+Deno.test("Semaphore value is validated", () => {
+  assert.throws(
+    () => new Semaphore(-1),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "'value' must be a non-negative integer: current value is -1",
+  );
+  assert.throws(() => new Semaphore(0.5), RangeError);
+});
+
+Deno.test("BoundedSemaphore.release() throws when released too often", async () => {
+  const sem = new BoundedSemaphore(2);
+  await sem.acquire();
+  sem.release();
+  assert.throws(() => sem.release(), RangeError);
+  assert.equal(sem.counter, 2);
+});
+
+Deno.test("Lock allows one holder at a time", async () => {
+  const lock = new Lock();
+  const log: string[] = [];
+  const worker = async (name: string) => {
+    using _held = await lock.hold();
+    log.push(`${name} in`);
+    await sleep(1);
+    log.push(`${name} out`);
+  };
+  const a = spawn(worker, "a");
+  const b = spawn(worker, "b");
+  await a.join();
+  await b.join();
+  assert.deepEqual(log, ["a in", "a out", "b in", "b out"]);
+  assert.equal(lock.locked(), false);
+  assert.throws(() => lock.release(), RangeError);
+});
+
+Deno.test("RLock is reentrant for its owner and exclusive for others", async (t) => {
+  const lock = new RLock();
+  const owner = spawn(async () => {
+    await lock.acquire();
+    await lock.acquire();
+    assert.equal(lock.isOwned(), true);
+    await sleep(5);
+    lock.release();
+    assert.equal(lock.locked(), true);
+    lock.release();
+  });
+  await idle();
+  assert.equal(lock.locked(), true);
+  assert.equal(lock.isOwned(), false);
+  await t.step("a non-owner cannot release it", () => {
+    assert.throws(() => lock.release(), Error);
+  });
+  await t.step("a waiter gets it when the owner releases the last level", async () => {
+    assert.equal(await lock.acquire(), true);
+    assert.equal(lock.isOwned(), true);
+    await owner.join();
+    assert.equal(owner.successful(), true);
+    lock.release();
+    assert.equal(lock.locked(), false);
+  });
+  await t.step("hold() nests", async () => {
+    {
+      using _a = await lock.hold();
+      using _b = await lock.hold();
+      assert.equal(lock.isOwned(), true);
+    }
+    assert.equal(lock.locked(), false);
+  });
+});
+
+Deno.test("RLock: a waiter killed while waiting does not become the owner", async () => {
+  const lock = new RLock();
+  await lock.acquire();
+  const waiter = spawn(() => lock.acquire());
+  await idle();
+  await waiter.kill();
+  lock.release();
+  assert.equal(lock.locked(), false);
+});
+
+Deno.test("Semaphore: a Timeout interrupts a waiting acquire", async () => {
+  const sem = new Semaphore(0);
+  const g = spawn(async () => {
+    using _t = Timeout.start(5);
+    return await sem.acquire();
+  });
+  const report = await captureReports(() => g.join());
+  assert.match(report, /failed with Timeout/);
+  assert.ok(g.exception instanceof Timeout);
+  assert.equal(sem.waiters, 0);
+});
+
+Deno.test("uncontended acquire/release loops do not starve timers", async () => {
+  const LIMIT = 3_000_000;
+  const sem = new Semaphore(1);
+  let woke = false;
+  const sleeper = spawn(async () => {
+    await sleep(10);
+    woke = true;
+  });
+  let n = 0;
+  const busy = spawn(async () => {
+    while (!woke && n < LIMIT) {
+      await sem.acquire();
+      sem.release();
+      n++;
+    }
+  });
+  await busy.join();
+  await sleeper.join();
+  assert.equal(woke, true);
+  assert.ok(n < LIMIT, "the timer only fired after the loop ended");
+});
