@@ -262,6 +262,23 @@ export class Loop {
     return this.#length >> 1;
   }
 
+  #tick: Promise<void> | undefined = undefined;
+  #tickAt = -1;
+
+  /**
+   * @ignore A promise resolved when the loop reaches this point of the run queue. Calls made
+   * with nothing else queued in between share one promise (and one queue entry): their
+   * reactions then run in the order they were registered, which is the FIFO order anyway.
+   */
+  _yield(): Promise<void> {
+    if (this.#tickAt === this.#length && this.#tick !== undefined) return this.#tick;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this._schedule(resolve as Entry, undefined);
+    this.#tick = promise;
+    this.#tickAt = this.#length;
+    return promise;
+  }
+
   /** @ignore Internal fast path: queue `fn(arg)` without a watcher. `fn` must not throw. */
   _schedule(fn: Entry, arg: unknown): void {
     const q = this.#queue;
@@ -311,6 +328,8 @@ export class Loop {
     const n = this.#length;
     this.#queue = this.#spare;
     this.#length = 0;
+    this.#tick = undefined;
+    this.#tickAt = -1;
     let i = 0;
     try {
       while (i < n) {

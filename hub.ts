@@ -513,6 +513,31 @@ export function getHub(): Hub {
   return hub ??= new Hub();
 }
 
+function takePending(ctx: _Context): unknown {
+  let p = ctx._pending;
+  if (p !== NONE) {
+    ctx._pending = NONE;
+    return p;
+  }
+  const parent = ctx._parent;
+  if (parent !== undefined && (p = parent._pending) !== NONE) {
+    parent._pending = NONE;
+    return p;
+  }
+  return NONE;
+}
+
+function afterYield(): void {
+  const p = takePending(als.getStore() ?? _root);
+  if (p !== NONE) throw p;
+}
+
+function afterYieldNow(ctx: _Context): Promise<void> {
+  const p = takePending(ctx);
+  if (p !== NONE) return Promise.reject(p);
+  return getHub().loop._yield().then(afterYield);
+}
+
 function wakeUndefined(w: unknown): void {
   (w as _Waiter<void>)._wake(undefined);
 }
@@ -541,10 +566,18 @@ export function sleep(ms = 0): Promise<void> {
     const bad = _badTimeout(ms);
     if (bad !== undefined) return Promise.reject(bad);
   }
+  if (ms === 0) {
+    // No waiter: sleepers of one turn share a promise, and a kill or Timeout that arrives
+    // meanwhile is left pending and thrown by `afterYield`, in the sleeper's own context.
+    const h = getHub();
+    if (h.loop._inCallback > 0) return Promise.reject(new BlockingSwitchOutError());
+    const ctx = als.getStore() ?? _root;
+    if (ctx._pending !== NONE || ctx._parent !== undefined) return afterYieldNow(ctx);
+    return h.loop._yield().then(afterYield);
+  }
   const w = _begin<void>();
   if (w instanceof Promise) return w;
-  if (ms === 0) getHub().loop._schedule(wakeUndefined, w);
-  else w._timer = setTimeout(wakeUndefined, ms, w);
+  w._timer = setTimeout(wakeUndefined, ms, w);
   return w.promise;
 }
 

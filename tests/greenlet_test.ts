@@ -169,6 +169,7 @@ Deno.test("getCurrent() is the running greenlet across awaits, undefined outside
 Deno.test("kill() is delivered at the pending blocking call and finally blocks have run", async (t) => {
   const blockers: [string, (ev: Event, other: Greenlet<unknown>) => Promise<unknown>][] = [
     ["sleep", () => sleep(60_000)],
+    ["sleep(0)", () => sleep(0)],
     ["Event.wait", (ev) => ev.wait()],
     ["Greenlet.join", (_ev, other) => other.join()],
     ["Greenlet.get", (_ev, other) => other.get()],
