@@ -1,0 +1,384 @@
+import assert from "node:assert/strict";
+import { Group, Pool, PoolFull } from "../pool.ts";
+import { Greenlet, GreenletExit, spawn } from "../greenlet.ts";
+import { idle, sleep } from "../hub.ts";
+import { Event } from "../event.ts";
+import { Local } from "../local.ts";
+import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+
+Deno.test("Pool(1) makes a second spawn wait for the first to finish", async () => {
+  const pool = new Pool(1);
+  const gate = new Event();
+  const log: string[] = [];
+  const first = await pool.spawn(async () => {
+    await gate.wait();
+    log.push("first done");
+  });
+  assert.equal(pool.full(), true);
+  assert.equal(pool.freeCount(), 0);
+  let second: Greenlet<void> | undefined;
+  const spawner = spawn(async () => {
+    second = await pool.spawn(() => {
+      log.push("second ran");
+    });
+  });
+  await idle();
+  assert.equal(second, undefined, "the second spawn did not wait");
+  gate.set();
+  await spawner.join();
+  await second!.join();
+  assert.deepEqual(log, ["first done", "second ran"]);
+  assert.equal(first.dead, true);
+  assert.equal(pool.size, 0);
+});
+
+Deno.test("Pool spawners waiting for a slot are served in FIFO order", async () => {
+  const pool = new Pool(1);
+  const gate = new Event();
+  await pool.spawn(() => gate.wait());
+  const order: number[] = [];
+  const spawners = [1, 2, 3].map((n) => spawn(() => pool.spawn(() => order.push(n))));
+  await idle();
+  gate.set();
+  for (const s of spawners) await s.join();
+  await pool.join();
+  assert.deepEqual(order, [1, 2, 3]);
+});
+
+Deno.test("Group.join({ timeout: 10 }) resolves false while a member runs", async () => {
+  const group = new Group();
+  const g = group.spawn(() => sleep(10_000));
+  assert.equal(await group.join({ timeout: 10 }), false);
+  await group.kill();
+  assert.equal(g.dead, true);
+  assert.equal(await group.join({ timeout: 0 }), true);
+});
+
+Deno.test("Group.join() resolves false after its timeout", async (t) => {
+  const group = new Group();
+  group.spawn(() => sleep(10_000));
+  await assertTimeoutContract(t, {
+    call: (timeout) => group.join({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, false);
+    },
+  });
+  await group.kill();
+});
+
+Deno.test("Pool.waitAvailable() resolves 0 after its timeout", async (t) => {
+  const pool = new Pool(1);
+  await pool.spawn(() => sleep(10_000));
+  await assertTimeoutContract(t, {
+    call: (timeout) => pool.waitAvailable({ timeout }),
+    elapsed: ({ value, error }) => {
+      assert.equal(error, undefined);
+      assert.equal(value, 0);
+    },
+  });
+  await pool.kill();
+  assert.equal(await pool.waitAvailable({ timeout: 0 }), 1);
+});
+
+Deno.test("Pool.add() rejects with PoolFull after its timeout", async (t) => {
+  const pool = new Pool(1);
+  await pool.spawn(() => sleep(10_000));
+  await assertTimeoutContract(t, {
+    call: (timeout) => pool.add(new Greenlet(() => 1), { timeout }),
+    elapsed: ({ error }) => assert.ok(error instanceof PoolFull, `got ${error}`),
+  });
+  await t.step("blocking: false rejects at once", async () => {
+    await assert.rejects(pool.add(new Greenlet(() => 1), { blocking: false }), PoolFull);
+  });
+  await pool.kill();
+});
+
+Deno.test("Pool.waitAvailable() wakes when a member finishes", async () => {
+  const pool = new Pool(2);
+  const gate = new Event();
+  await pool.spawn(() => gate.wait());
+  await pool.spawn(() => gate.wait());
+  const watcher = spawn(() => pool.waitAvailable());
+  await idle();
+  assert.equal(watcher.dead, false);
+  gate.set();
+  await watcher.join();
+  assert.ok((watcher.value as number) >= 1);
+  await pool.join();
+});
+
+Deno.test("applyAsync() never blocks, even on a full pool", async () => {
+  const pool = new Pool(1);
+  const gate = new Event();
+  await pool.spawn(() => gate.wait());
+  const seen: number[] = [];
+  const g = pool.applyAsync((a: number, b: number) => a + b, [2, 3], {
+    callback: (v) => seen.push(v),
+  });
+  assert.ok(g instanceof Greenlet);
+  assert.equal(pool.has(g), false, "a full pool runs it through a helper greenlet");
+  gate.set();
+  assert.equal(await g.get(), 5);
+  await idle();
+  assert.deepEqual(seen, [5]);
+  await pool.join();
+  const direct = pool.applyAsync(() => "in the pool");
+  assert.equal(pool.has(direct), true);
+  assert.equal(await direct.get(), "in the pool");
+});
+
+Deno.test("apply() returns the value, or rejects with the error", async (t) => {
+  const pool = new Pool(2);
+  assert.equal(await pool.apply((a: number) => a * 2, [21]), 42);
+  await t.step("errors reject", async () => {
+    await captureReports(async () => {
+      await assert.rejects(
+        pool.apply(() => {
+          throw new TypeError("bad");
+        }),
+        TypeError,
+      );
+    });
+  });
+  await t.step("called from a member of a full pool it runs directly", async () => {
+    const one = new Pool(1);
+    const outer = await one.spawn(() => one.apply(() => "nested"));
+    await outer.join();
+    assert.equal(outer.value, "nested");
+  });
+});
+
+Deno.test("imap over [1, 0, 2] yields 1, throws, then yields 2", async () => {
+  const pool = new Pool(2);
+  const it = pool.imap((x: number) => {
+    if (x === 0) throw new RangeError("zero");
+    return x;
+  }, [1, 0, 2]);
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  await assert.rejects(it.next(), RangeError);
+  assert.deepEqual(await it.next(), { value: 2, done: false });
+  assert.equal((await it.next()).done, true);
+  assert.equal(pool.size, 0);
+});
+
+Deno.test("imap preserves the order of the items", async () => {
+  const group = new Group();
+  const out: number[] = [];
+  for await (
+    const v of group.imap(async (ms: number) => {
+      await sleep(ms);
+      return ms;
+    }, [6, 1, 3, 0])
+  ) out.push(v);
+  assert.deepEqual(out, [6, 1, 3, 0]);
+});
+
+Deno.test("imapUnordered yields in completion order", async () => {
+  const pool = new Pool(3);
+  const events = [new Event(), new Event(), new Event()];
+  const it = pool.imapUnordered(async (i: number) => {
+    await events[i].wait();
+    return i;
+  }, [0, 1, 2]);
+  const out: number[] = [];
+  const consumer = spawn(async () => {
+    for await (const v of it) out.push(v);
+  });
+  for (const i of [2, 0, 1]) {
+    events[i].set();
+    await idle();
+  }
+  await consumer.join();
+  assert.deepEqual(out, [2, 0, 1]);
+});
+
+Deno.test("imap runs at most the pool's capacity at once", async () => {
+  const pool = new Pool(3);
+  let running = 0;
+  let most = 0;
+  const results = await pool.map(async (x: number) => {
+    most = Math.max(most, ++running);
+    await sleep(1);
+    running--;
+    return x * x;
+  }, [1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(results, [1, 4, 9, 16, 25, 36, 49]);
+  assert.equal(most, 3);
+});
+
+Deno.test("imap with maxsize bounds the items started and not yet consumed", async () => {
+  const group = new Group();
+  let started = 0;
+  let consumed = 0;
+  let most = 0;
+  for await (
+    const _ of group.imap(
+      (x: number) => {
+        started++;
+        most = Math.max(most, started - consumed);
+        return x;
+      },
+      Array.from({ length: 50 }, (_, i) => i),
+      { maxsize: 4 },
+    )
+  ) {
+    consumed++;
+    await sleep(0);
+  }
+  assert.equal(consumed, 50);
+  // A result already handed out by the iterator may not have reached the loop body yet.
+  assert.ok(most <= 4 + 1, `${most} items were in flight`);
+  assert.throws(() => group.imap((x) => x, [1], { maxsize: 0 }), RangeError);
+});
+
+Deno.test("imap clears greenlet-local values between items", async () => {
+  const local = new Local<number>();
+  const pool = new Pool(1);
+  const seen = await pool.map((x: number) => {
+    const before = local.get();
+    local.set(x);
+    return before;
+  }, [1, 2, 3]);
+  assert.deepEqual(seen, [undefined, undefined, undefined]);
+});
+
+Deno.test("breaking out of imap kills the workers", async () => {
+  const pool = new Pool(4);
+  for await (
+    const v of pool.imap(async (x: number) => {
+      await sleep(x === 0 ? 0 : 10_000);
+      return x;
+    }, [0, 1, 2, 3])
+  ) {
+    assert.equal(v, 0);
+    break;
+  }
+  assert.equal(pool.size, 0);
+});
+
+Deno.test("map() rejects with the first error; mapAsync() runs it in a greenlet", async () => {
+  const group = new Group();
+  await captureReports(async () => {
+    await assert.rejects(
+      group.map((x: number) => {
+        if (x === 2) throw new Error("two");
+        return x;
+      }, [1, 2, 3]),
+      /two/,
+    );
+  });
+  const results: number[][] = [];
+  const g = group.mapAsync((x: number) => x + 1, [1, 2], { callback: (r) => results.push(r) });
+  assert.deepEqual(await g.get(), [2, 3]);
+  await idle();
+  assert.deepEqual(results, [[2, 3]]);
+  assert.equal(group.size, 0);
+});
+
+Deno.test("killing a group kills every member", async (t) => {
+  const group = new Group();
+  const members = [1, 2, 3].map(() => group.spawn(() => sleep(10_000)));
+  await idle();
+  await group.kill();
+  for (const g of members) {
+    assert.equal(g.dead, true);
+    assert.ok(g.value instanceof GreenletExit);
+  }
+  assert.equal(group.size, 0);
+  await t.step("imap over a killed pool rejects with the kill, then ends", async () => {
+    const pool = new Pool(2);
+    const it = pool.imap((x: number) => sleep(10_000).then(() => x), [1, 2, 3]);
+    const first = it.next();
+    await idle();
+    await pool.kill();
+    await assert.rejects(first, GreenletExit);
+    await assert.rejects(it.next(), GreenletExit);
+    assert.equal((await it.next()).done, true);
+  });
+  await t.step("killone() kills only that member", async () => {
+    const g1 = group.spawn(() => sleep(10_000));
+    const g2 = group.spawn(() => sleep(10_000));
+    await group.killone(g1);
+    assert.equal(g1.dead, true);
+    assert.equal(g2.dead, false);
+    await group.kill();
+  });
+});
+
+Deno.test("await using a Group kills and joins what is still running", async () => {
+  let inner: Greenlet<void> | undefined;
+  let cleaned = false;
+  {
+    await using group = new Group();
+    inner = group.spawn(async () => {
+      try {
+        await sleep(10_000);
+      } finally {
+        cleaned = true;
+      }
+    });
+    await idle();
+  }
+  assert.equal(inner!.dead, true);
+  assert.equal(cleaned, true);
+});
+
+Deno.test("Group.join({ raiseError: true }) rejects with a member's error", async () => {
+  const group = new Group();
+  group.spawn(() => sleep(10_000));
+  group.spawn(async () => {
+    await sleep(1);
+    throw new URIError("member failed");
+  });
+  await captureReports(async () => {
+    await assert.rejects(group.join({ raiseError: true }), URIError);
+  });
+  await group.kill();
+});
+
+Deno.test("Group membership: add, discard, has, size, iteration", async () => {
+  const gate = new Event();
+  const a = new Greenlet(() => gate.wait());
+  const b = new Greenlet(() => gate.wait());
+  const group = new Group([a]);
+  group.start(b);
+  assert.equal(group.size, 2);
+  assert.deepEqual([...group], [a, b]);
+  group.discard(a);
+  assert.equal(group.has(a), false);
+  assert.equal(group.size, 1);
+  a.start();
+  gate.set();
+  await group.join();
+  await a.join();
+  assert.equal(group.size, 0);
+  assert.throws(() => group.add({} as Greenlet), TypeError);
+  assert.throws(() => group.spawn(42 as unknown as () => void), TypeError);
+});
+
+Deno.test("a member leaves its group as soon as it dies", async () => {
+  const group = new Group();
+  const g = group.spawn(() => "done");
+  await g.join();
+  assert.equal(group.has(g), false);
+  assert.equal(group.size, 0);
+});
+
+Deno.test("Pool capacity is validated", async (t) => {
+  for (const bad of [0, -1, 1.5]) {
+    await t.step(`capacity ${bad} throws RangeError`, () => {
+      assert.throws(
+        () => new Pool(bad),
+        (e: Error) =>
+          e instanceof RangeError &&
+          e.message === `'capacity' must be a positive integer: current value is ${bad}`,
+      );
+    });
+  }
+  await t.step("Pool.spawn() reports a bad fn by rejecting", async () => {
+    let p: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => p = new Pool(1).spawn(42 as unknown as () => void));
+    await assert.rejects(p!, TypeError);
+  });
+});
