@@ -144,72 +144,81 @@ export class _WaitList {
   ws: (_AnyWaiter | undefined)[] = [];
   items: unknown[] = [];
   head = 0;
+  tail = 0;
   live = 0;
   /** The item of the waiter last returned by `shift`. */
   item: unknown = undefined;
 
   push(w: _AnyWaiter, item: unknown): void {
-    this.ws.push(w);
-    this.items.push(item);
+    const i = this.tail++;
+    this.ws[i] = w;
+    this.items[i] = item;
     this.live++;
   }
 
   /** Removes and returns the first live waiter; its item is left in `this.item`. */
   shift(): _AnyWaiter | undefined {
     const ws = this.ws;
-    while (this.head < ws.length) {
+    const items = this.items;
+    while (this.head < this.tail) {
       const i = this.head++;
       const w = ws[i]!;
-      if (w._done) continue;
-      this.item = this.items[i];
       ws[i] = undefined;
-      this.items[i] = undefined;
+      const item = items[i];
+      items[i] = undefined;
+      if (w._done) continue;
+      this.item = item;
       this.live--;
-      if (this.head === ws.length) this.#reset();
+      if (this.head === this.tail) this.head = this.tail = 0;
       return w;
     }
-    this.#reset();
+    this.head = this.tail = 0;
     return undefined;
   }
 
   /** Removes every live waiter and returns them, in order. */
   drain(): _AnyWaiter[] {
     const out: _AnyWaiter[] = [];
-    for (let i = this.head; i < this.ws.length; i++) {
+    for (let i = this.head; i < this.tail; i++) {
       const w = this.ws[i]!;
       if (!w._done) out.push(w);
     }
-    this.#reset();
-    this.live = 0;
+    this.#clear();
     return out;
   }
 
   /** Called when a listed waiter was interrupted. */
   cancelled(): void {
     if (--this.live === 0) {
-      this.#reset();
+      this.#clear();
       return;
     }
-    const waste = this.ws.length - this.head - this.live;
+    const waste = this.tail - this.head - this.live;
     if (waste > 32 && waste > this.live) {
-      const ws: (_AnyWaiter | undefined)[] = [];
-      const items: unknown[] = [];
-      for (let i = this.head; i < this.ws.length; i++) {
-        if (!this.ws[i]!._done) {
-          ws.push(this.ws[i]);
-          items.push(this.items[i]);
+      let j = 0;
+      for (let i = this.head; i < this.tail; i++) {
+        const w = this.ws[i]!;
+        const item = this.items[i];
+        this.ws[i] = undefined;
+        this.items[i] = undefined;
+        if (!w._done) {
+          this.ws[j] = w;
+          this.items[j] = item;
+          j++;
         }
       }
-      this.ws = ws;
-      this.items = items;
       this.head = 0;
+      this.tail = j;
     }
   }
 
-  #reset(): void {
-    this.ws.length = 0;
-    this.items.length = 0;
-    this.head = 0;
+  #clear(): void {
+    for (let i = this.head; i < this.tail; i++) {
+      this.ws[i] = undefined;
+      this.items[i] = undefined;
+    }
+    this.head = this.tail = 0;
+    this.live = 0;
   }
 }
 
