@@ -4,6 +4,7 @@
  *
  * ```sh
  * deno run -A --v8-flags=--expose-gc bench/compare.ts [workload...] [--runs=N] [--json] [--no-gevent]
+ * deno run -A --v8-flags=--expose-gc bench/compare.ts --alloc   # bytes allocated per operation
  * ```
  *
  * Every measurement runs in a fresh process (this script re-runs itself with `--child`), so no
@@ -18,6 +19,11 @@
  * cannot be run (`apt-get install -y python3-gevent` installs it), the script says so and uses
  * the reference medians in `<anchors>/gevent/results.json`, measured on the same kind of
  * machine.
+ *
+ * `--alloc` replaces the times by the bytes each JavaScript implementation allocates per
+ * operation (run at a tenth of the size in a young generation big enough that no collection
+ * runs meanwhile): a deterministic figure that tracks most of the time spent, where the times
+ * of a busy 2-core machine are noisy.
  *
  * To add a workload, add an entry to {@linkcode WORKLOADS}: a runner per implementation that
  * returns the metric (seconds or bytes), the name of gevent's counterpart, and the target.
@@ -48,11 +54,27 @@ function settle(ms: number): Promise<void> {
 /** Size of the warm-up run, as a fraction of the timed run (`--warmup=`): 0.1 by default. */
 let warmupFraction = 0.1;
 
-/** Runs `fn(n * warmupFraction)` as a warm-up, collects garbage, then times `fn(n)` in seconds. */
+/**
+ * `--alloc`: instead of timing, count the bytes allocated per operation by a run at a tenth of
+ * the size, in a young generation large enough that no collection runs meanwhile (the child
+ * is started with a big semi-space). Deterministic, so useful on a noisy machine.
+ */
+let allocMode = false;
+
+/**
+ * Runs `fn(n * warmupFraction)` as a warm-up, collects garbage, then times `fn(n)` in seconds
+ * (or, in `--alloc` mode, returns the bytes allocated per operation by `fn(n / 10)`).
+ */
 async function timed(n: number, fn: (n: number) => Promise<void>): Promise<number> {
   if (warmupFraction > 0) await fn(Math.max(1, Math.floor(n * warmupFraction)));
   await settle(10);
   fullGc();
+  if (allocMode) {
+    const size = Math.floor(n / 10);
+    const before = Deno.memoryUsage().heapUsed;
+    await fn(size);
+    return (Deno.memoryUsage().heapUsed - before) / size;
+  }
   const t0 = performance.now();
   await fn(n);
   return (performance.now() - t0) / 1000;
@@ -81,6 +103,55 @@ async function heapPerTask(
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`Workload check failed: ${what}`);
+}
+
+/** Spawns `n` greenlets that block on one Event; `release()` sets it and joins them. */
+async function blockGreenlets(n: number, useAsync: boolean): Promise<{ release(): Promise<void> }> {
+  const ev = new Event();
+  let started = 0;
+  // One shared function, like gevent's spawn(ev.wait): no closure per greenlet.
+  const waitOnEvent = useAsync
+    ? async () => {
+      started++;
+      await ev.wait();
+      return true;
+    }
+    : () => {
+      started++;
+      return ev.wait();
+    };
+  const gs = new Array<Greenlet<boolean>>(n);
+  for (let i = 0; i < n; i++) gs[i] = spawn(waitOnEvent);
+  while (started < n) await sleep(1);
+  return {
+    async release() {
+      ev.set();
+      await joinAll(gs);
+      check(gs.every((g) => g.value === true), "every wait() resolved true");
+    },
+  };
+}
+
+/** Starts `n` async calls that await one promise; `release()` resolves it and awaits them. */
+async function blockRawTasks(n: number): Promise<{ release(): Promise<void> }> {
+  const gate = Promise.withResolvers<void>();
+  let started = 0;
+  const waitOnGate = async () => {
+    started++;
+    await gate.promise;
+    return true;
+  };
+  const ps = new Array<Promise<boolean>>(n);
+  for (let i = 0; i < n; i++) ps[i] = waitOnGate();
+  await settle(1);
+  check(started === n, "every task is waiting");
+  return {
+    async release() {
+      gate.resolve();
+      const values = await Promise.all(ps);
+      check(values.every((v) => v === true), "every task finished");
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,62 +320,42 @@ const WORKLOADS: readonly Workload[] = [
   },
   {
     name: "rss_blocked",
-    title: "heap bytes per greenlet blocked on one Event, 100,000 of them " +
+    title: "heap bytes per greenlet blocked on one Event, 100,000 of them, spawned as " +
+      "`spawn(() => ev.wait())` like gevent's `spawn(ev.wait)` " +
       "(raw: an async function awaiting one promise; gevent: RSS)",
     unit: "B",
     gevent: { name: "rss_blocked", field: "bytes_per_greenlet" },
     run: {
-      lib: () =>
-        heapPerTask(N, async (n) => {
-          const ev = new Event();
-          let started = 0;
-          // One shared function, like gevent's spawn(ev.wait): no closure per greenlet.
-          const waitOnEvent = () => {
-            started++;
-            return ev.wait();
-          };
-          const gs = new Array<Greenlet<boolean>>(n);
-          for (let i = 0; i < n; i++) gs[i] = spawn(waitOnEvent);
-          while (started < n) await sleep(1);
-          return {
-            async release() {
-              ev.set();
-              await joinAll(gs);
-              check(gs.every((g) => g.value === true), "every wait() resolved true");
-            },
-          };
-        }),
-      raw: () =>
-        heapPerTask(N, async (n) => {
-          const gate = Promise.withResolvers<void>();
-          let started = 0;
-          const waitOnGate = async () => {
-            started++;
-            await gate.promise;
-            return true;
-          };
-          const ps = new Array<Promise<boolean>>(n);
-          for (let i = 0; i < n; i++) ps[i] = waitOnGate();
-          await settle(1);
-          check(started === n, "every task is waiting");
-          return {
-            async release() {
-              gate.resolve();
-              const values = await Promise.all(ps);
-              check(values.every((v) => v === true), "every task finished");
-            },
-          };
-        }),
+      lib: () => heapPerTask(N, (n) => blockGreenlets(n, false)),
+      raw: () => heapPerTask(N, blockRawTasks),
     },
     target: { text: "<=1,024 B per greenlet", maxLib: 1024 },
+  },
+  {
+    name: "rss_blocked_async",
+    title:
+      "as rss_blocked, but each greenlet runs `async () => { await ev.wait(); return true; }` " +
+      "(informational: the usual way to write a greenlet)",
+    unit: "B",
+    gevent: { name: "rss_blocked", field: "bytes_per_greenlet" },
+    run: {
+      lib: () => heapPerTask(N, (n) => blockGreenlets(n, true)),
+      raw: () => heapPerTask(N, blockRawTasks),
+    },
   },
 ];
 
 // ---------------------------------------------------------------------------------------------
 // Child mode: one measurement, one JSON line
 
-async function child(workloadName: string, impl: string, warmup: string): Promise<void> {
+async function child(
+  workloadName: string,
+  impl: string,
+  warmup: string,
+  mode: string,
+): Promise<void> {
   warmupFraction = Number(warmup);
+  allocMode = mode === "alloc";
   const w = WORKLOADS.find((x) => x.name === workloadName);
   if (w === undefined || (impl !== "lib" && impl !== "raw")) {
     throw new Error(`Unknown child measurement: ${workloadName} ${impl}`);
@@ -324,6 +375,8 @@ interface Options {
   anchors: string;
   /** Warm-up size as a fraction of the timed size (JavaScript implementations only). */
   warmup: number;
+  /** Count bytes allocated per operation instead of timing (timed workloads only). */
+  alloc: boolean;
 }
 
 function usage(): string {
@@ -336,6 +389,9 @@ Options:
   --no-gevent    do not run gevent; use the reference figures in results.json
   --warmup=F     warm-up run of F times the size before each timed run (default 0.1;
                  1 measures a warmed-up heap, 0 a cold start)
+  --alloc        instead of timing, print the bytes each implementation allocates per
+                 operation (greenlet, switch, round trip) at a tenth of the size, with no
+                 collection during the run; deterministic, unlike times on a busy machine
   --anchors=DIR  where gevent/bench.py and gevent/results.json live
                  (default: ../shared/anchors beside the repository)`;
 }
@@ -351,9 +407,11 @@ function parseArgs(args: string[]): Options {
     gevent: true,
     anchors: defaultAnchors,
     warmup: 0.1,
+    alloc: false,
   };
   for (const arg of args) {
     if (arg === "--json") opts.json = true;
+    else if (arg === "--alloc") opts.alloc = true;
     else if (arg === "--no-gevent") opts.gevent = false;
     else if (arg.startsWith("--runs=")) {
       const runs = Number(arg.slice("--runs=".length));
@@ -378,6 +436,7 @@ function parseArgs(args: string[]): Options {
     }
   }
   if (opts.workloads.length === 0) opts.workloads = [...WORKLOADS];
+  if (opts.alloc) opts.workloads = opts.workloads.filter((w) => w.unit === "s");
   return opts;
 }
 
@@ -463,12 +522,15 @@ async function measure(w: Workload, impl: Impl, opts: Options): Promise<number> 
   }
   const result = await runJson(Deno.execPath(), [
     "run",
-    "--v8-flags=--expose-gc",
+    opts.alloc
+      ? "--v8-flags=--expose-gc,--min-semi-space-size=256,--max-semi-space-size=256"
+      : "--v8-flags=--expose-gc",
     import.meta.filename!,
     "--child",
     w.name,
     impl,
     String(opts.warmup),
+    opts.alloc ? "alloc" : "time",
   ]);
   return Number(result.value);
 }
@@ -542,27 +604,23 @@ function fmtRatio(r: number | undefined): string {
   return r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
 }
 
-function table(rows: ResultRow[]): string {
-  const head = [
-    "workload",
-    "@x/gevent",
-    "raw promises",
-    "gevent",
-    "vs gevent (gevent/lib)",
-    "vs raw (lib/raw)",
-    "target",
-    "met?",
+/** The result table; `allocOnly` keeps the columns that make sense for `--alloc`. */
+function table(rows: ResultRow[], allocOnly = false): string {
+  const columns: [string, (r: ResultRow) => string][] = [
+    ["workload", (r) => r.workload],
+    ["@x/gevent", (r) => fmtCell(r.unit, r.lib)],
+    ["raw promises", (r) => fmtCell(r.unit, r.raw)],
+    ["gevent", (r) => fmtCell(r.unit, r.gevent)],
+    ["vs gevent (gevent/lib)", (r) => fmtRatio(r.vsGevent)],
+    ["vs raw (lib/raw)", (r) => fmtRatio(r.vsRaw)],
+    ["target", (r) => r.target ?? ""],
+    ["met?", (r) => r.met === undefined ? (r.target ? "?" : "") : r.met ? "yes" : "NO"],
   ];
-  const body = rows.map((r) => [
-    r.workload,
-    fmtCell(r.unit, r.lib),
-    fmtCell(r.unit, r.raw),
-    fmtCell(r.unit, r.gevent),
-    fmtRatio(r.vsGevent),
-    fmtRatio(r.vsRaw),
-    r.target ?? "",
-    r.met === undefined ? (r.target ? "?" : "") : r.met ? "yes" : "NO",
-  ]);
+  const shown = allocOnly
+    ? columns.filter(([h]) => !/gevent \(|^gevent$|target|met/.test(h))
+    : columns;
+  const head = shown.map(([h]) => h);
+  const body = rows.map((r) => shown.map(([, cell]) => cell(r)));
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
   return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)]
@@ -597,15 +655,25 @@ async function parent(opts: Options): Promise<void> {
   const samples = new Map<string, number[]>();
   const errors = new Map<string, string[]>();
   const key = (w: Workload, impl: Impl) => `${w.name}/${impl}`;
+  const skipGevent = geventNote !== undefined || opts.alloc;
   for (let run = 0; run < opts.runs; run++) {
+    // Workloads sharing one gevent counterpart share its measurement within a round.
+    const geventRound = new Map<string, number>();
     for (const w of opts.workloads) {
       for (const impl of IMPLS) {
-        if (impl === "gevent" && (w.gevent === undefined || geventNote !== undefined)) continue;
+        if (impl === "gevent" && (w.gevent === undefined || skipGevent)) continue;
         try {
-          const v = await measure(w, impl, opts);
+          let v: number;
+          if (impl === "gevent" && geventRound.has(w.gevent!.name)) {
+            v = geventRound.get(w.gevent!.name)!;
+          } else {
+            v = await measure(w, impl, opts);
+            if (impl === "gevent") geventRound.set(w.gevent!.name, v);
+          }
           if (!Number.isFinite(v)) throw new Error(`not a number: ${v}`);
           samples.set(key(w, impl), [...(samples.get(key(w, impl)) ?? []), v]);
-          log(`run ${run + 1}/${opts.runs} ${w.name} ${IMPL_TITLES[impl]}: ${fmtValue(w.unit, v)}`);
+          const shown = fmtValue(opts.alloc ? "B" : w.unit, v);
+          log(`run ${run + 1}/${opts.runs} ${w.name} ${IMPL_TITLES[impl]}: ${shown}`);
         } catch (error) {
           const message = (error as Error).message;
           errors.set(w.name, [...(errors.get(w.name) ?? []), `${impl}: ${message}`]);
@@ -621,7 +689,9 @@ async function parent(opts: Options): Promise<void> {
       if (values !== undefined && values.length > 0) {
         return { median: median(values), values, source: "measured" };
       }
-      const ref = impl === "gevent" && w.gevent ? reference[w.gevent.name] : undefined;
+      const ref = impl === "gevent" && w.gevent && !opts.alloc
+        ? reference[w.gevent.name]
+        : undefined;
       if (ref !== undefined && typeof ref.median === "number") {
         return { median: ref.median, values: [ref.median], source: "results.json" };
       }
@@ -630,13 +700,17 @@ async function parent(opts: Options): Promise<void> {
     const row: ResultRow = {
       workload: w.name,
       title: w.title,
-      unit: w.unit,
+      unit: opts.alloc ? "B" : w.unit,
       lib: cell("lib"),
       raw: cell("raw"),
       gevent: cell("gevent"),
-      target: w.target?.text,
+      target: opts.alloc ? undefined : w.target?.text,
       errors: errors.get(w.name) ?? [],
     };
+    if (opts.alloc) {
+      if (row.lib && row.raw) row.vsRaw = row.lib.median / row.raw.median;
+      return row;
+    }
     const ref = w.gevent ? reference[w.gevent.name]?.median : undefined;
     if (typeof ref === "number") row.geventReference = ref;
     if (row.lib && row.gevent) row.vsGevent = row.gevent.median / row.lib.median;
@@ -653,6 +727,7 @@ async function parent(opts: Options): Promise<void> {
         loadavg: load,
         runs: opts.runs,
         warmup: opts.warmup,
+        mode: opts.alloc ? "bytes allocated per operation" : "time / heap per task",
         revision,
         gevent: { measured: geventNote === undefined, note: geventNote },
         results: rows,
@@ -662,9 +737,18 @@ async function parent(opts: Options): Promise<void> {
     ));
     return;
   }
-  console.log(table(rows));
+  console.log(table(rows, opts.alloc));
   console.log("");
   for (const w of opts.workloads) console.log(`- ${w.name}: ${w.title}`);
+  if (opts.alloc) {
+    console.log(
+      "Cells: bytes allocated per operation (greenlet, switch or round trip) at a tenth of " +
+        "the size, median of the runs (lowest-highest).",
+    );
+    for (const r of rows) for (const e of r.errors) console.log(`ERROR ${r.workload} ${e}`);
+    if (rows.some((r) => r.errors.length > 0)) Deno.exitCode = 1;
+    return;
+  }
   console.log(
     "Cells: median of the runs (lowest-highest). Lower is better everywhere; " +
       "gevent's memory figure is RSS, ours and raw are V8 heap after gc.",
@@ -687,7 +771,7 @@ async function parent(opts: Options): Promise<void> {
 if (import.meta.main) {
   const args = Deno.args;
   if (args[0] === "--child") {
-    await child(args[1], args[2], args[3] ?? "0.1");
+    await child(args[1], args[2], args[3] ?? "0.1", args[4] ?? "time");
     // Greenlets left blocked (none, normally) must not keep the process alive.
     Deno.exit(0);
   } else {
