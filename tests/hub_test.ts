@@ -253,17 +253,13 @@ Deno.test("a user's Deno.test with greenlets passes the op and resource sanitize
 async function runScript(
   source: string,
 ): Promise<{ code: number; stderr: string; stdout: string }> {
-  const dir = await Deno.makeTempDir();
-  const file = `${dir}/script.ts`;
   const root = fileURLToPath(new URL("../", import.meta.url));
-  await Deno.writeTextFile(file, source.replaceAll("ROOT/", root));
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-config", file],
+    args: ["eval", "--quiet", "--ext=ts", source.replaceAll("ROOT/", root)],
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
     stdout: "piped",
     stderr: "piped",
   }).output();
-  await Deno.remove(dir, { recursive: true });
   const dec = new TextDecoder();
   return { code: out.code, stderr: dec.decode(out.stderr), stdout: dec.decode(out.stdout) };
 }
