@@ -233,8 +233,6 @@ export function getfqdn(name?: string): Promise<string> {
 // Socket
 
 const EMPTY = new Uint8Array(0);
-/** The TCP connection under a TLS connection made by createConnection (for setNoDelay). */
-const underlyingTcp = new WeakMap<Deno.Conn, Deno.TcpConn>();
 const BUFSIZE = 65536;
 
 /** The I/O state of a socket, kept apart so module-level functions can drive it. */
@@ -665,7 +663,7 @@ export class Socket {
 
   /**
    * Enables or disables Nagle's algorithm (gevent: `setsockopt(IPPROTO_TCP, TCP_NODELAY)`).
-   * TLS connections accepted by `Deno.listenTls` have no such switch: there it does nothing.
+   * TLS connections (`Deno.TlsConn`) have no such switch: on them it does nothing.
    *
    * @param noDelay `true` (the default) sends small writes at once.
    * @throws {SocketError} If the socket is closed.
@@ -673,8 +671,7 @@ export class Socket {
   setNoDelay(noDelay = true): void {
     const conn = this.#io.conn;
     if (conn === undefined) throw closedError("setNoDelay");
-    const tcp = underlyingTcp.get(conn) ?? conn;
-    (tcp as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(noDelay);
+    (conn as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(noDelay);
   }
 
   /**
@@ -759,6 +756,11 @@ function connectOne(
 ): Promise<Deno.TcpConn> {
   const w = _begin<Deno.TcpConn>();
   if (w instanceof Promise) return w;
+  if (timeout === 0) {
+    // Like a non-blocking connect: it would have to wait, so it fails at once.
+    w._fail(new SocketTimeout("connect: timed out"));
+    return w.promise;
+  }
   const ctl = new AbortController();
   w._owner = ctl;
   w._onCancel = abortController;
@@ -812,7 +814,6 @@ async function handshake(
     (error) => w._fail(_socketError(error, `TLS handshake with ${show(host, port)}`)),
   );
   w._arm(timeout, connectTimedOut);
-  underlyingTcp.set(conn, tcp);
   return await w.promise;
 }
 
