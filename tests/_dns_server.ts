@@ -8,7 +8,7 @@
  * find nothing open.
  */
 import dgram from "node:dgram";
-import dnsPacket from "npm:dns-packet@5.6.1";
+import dnsPacket from "dns-packet";
 
 /** The records of one name. */
 export interface DnsRecords {
