@@ -25,6 +25,10 @@
  * runs meanwhile): a deterministic figure that tracks most of the time spent, where the times
  * of a busy 2-core machine are noisy.
  *
+ * `--child WORKLOAD lib|raw [WARMUP] [time|alloc]` runs one measurement in this process and
+ * prints it as JSON: what every subprocess runs, and the handy form to profile, e.g.
+ * `deno run --cpu-prof --v8-flags=--expose-gc bench/compare.ts --child spawn_join lib`.
+ *
  * To add a workload, add an entry to {@linkcode WORKLOADS}: a runner per implementation that
  * returns the metric (seconds or bytes), the name of gevent's counterpart, and the target.
  *
@@ -393,7 +397,9 @@ Options:
                  operation (greenlet, switch, round trip) at a tenth of the size, with no
                  collection during the run; deterministic, unlike times on a busy machine
   --anchors=DIR  where gevent/bench.py and gevent/results.json live
-                 (default: ../shared/anchors beside the repository)`;
+                 (default: ../shared/anchors beside the repository)
+  --child WORKLOAD lib|raw [WARMUP] [time|alloc]
+                 run one measurement here and print it as JSON (for --cpu-prof)`;
 }
 
 function parseArgs(args: string[]): Options {
