@@ -98,3 +98,4 @@ export {
 export { Local } from "./local.ts";
 export * as socket from "./socket.ts";
 export { StreamServer, type StreamServerOptions } from "./server.ts";
+export * as monkey from "./monkey.ts";

@@ -33,6 +33,7 @@
 
 import { GaiError, SocketError } from "./_errors.ts";
 import { _badTimeout, _begin, _setResolverFactory, type _Waiter, getHub } from "./hub.ts";
+import { _deno } from "./_platform.ts";
 
 export { GaiError } from "./_errors.ts";
 
@@ -580,7 +581,7 @@ export class Resolver {
       outer.addEventListener("abort", onOuter);
       const timer = setTimeout(() => ctl.abort(TIMED_OUT), this.timeout);
       try {
-        const answers = await Deno.resolveDns(
+        const answers = await _deno.resolveDns(
           name,
           type,
           server === undefined
@@ -689,3 +690,10 @@ export function getResolver(): Resolver {
 }
 
 _setResolverFactory(() => new Resolver());
+
+// ---------------------------------------------------------------------------------------
+// Monkey patching (monkey.ts reads this): the globals this module implements. The code
+// above calls the saved originals (`_deno`), so a patched `Deno.resolveDns` never reaches it.
+
+/** @ignore `Deno.resolveDns` and `node:dns`'s `lookup`, for `monkey.patchDns()`. */
+export { _patches } from "./_dns.ts";

@@ -33,6 +33,7 @@
 
 import { _socketError, GaiError, SocketError, SocketTimeout } from "./_errors.ts";
 import { _badTimeout, _begin, type _Waiter } from "./hub.ts";
+import { _deno } from "./_platform.ts";
 import {
   _checkHost,
   _checkPort,
@@ -764,7 +765,7 @@ function connectOne(
   const ctl = new AbortController();
   w._owner = ctl;
   w._onCancel = abortController;
-  Deno.connect({ hostname: host, port, signal: ctl.signal }).then(
+  _deno.connect({ hostname: host, port, signal: ctl.signal }).then(
     (conn) => {
       if (w._done) conn.close();
       else w._wake(conn);
@@ -793,7 +794,7 @@ async function handshake(
 ): Promise<Deno.TlsConn> {
   let conn: Deno.TlsConn;
   try {
-    conn = await Deno.startTls(tcp, {
+    conn = await _deno.startTls(tcp, {
       hostname: tls.hostname ?? host,
       caCerts: tls.caCerts,
       alpnProtocols: tls.alpnProtocols,
@@ -1150,8 +1151,8 @@ export function listen(address: Address, options: ListenOptions = {}): Listening
   let listener: Deno.Listener;
   try {
     listener = tls === undefined
-      ? Deno.listen({ hostname, port, backlog } as Deno.TcpListenOptions)
-      : Deno.listenTls({
+      ? _deno.listen({ hostname, port, backlog } as Deno.TcpListenOptions)
+      : _deno.listenTls({
         hostname,
         port,
         cert: tls.cert,
@@ -1163,3 +1164,10 @@ export function listen(address: Address, options: ListenOptions = {}): Listening
   }
   return new ListeningSocket(listener, { timeout });
 }
+
+// ---------------------------------------------------------------------------------------
+// Monkey patching (monkey.ts reads this): the globals this module implements. The code
+// above calls the saved originals (`_deno`), so a patched `Deno.connect` never reaches it.
+
+/** @ignore `Deno.connect` and friends, `node:net`'s `connect`, for `monkey.patchSocket()`. */
+export { _patches } from "./_conn.ts";

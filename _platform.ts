@@ -1,0 +1,127 @@
+/**
+ * Internal: the platform's networking functions as they were when the library was loaded, the
+ * shape of a monkey-patch declaration, and the helper that turns a platform promise into a
+ * blocking call of the library.
+ *
+ * The library's own I/O (`resolver.ts`, `socket.ts`) calls the functions saved here, never the
+ * globals, so `monkey.patchAll()` can never route the library through itself.
+ *
+ * @module
+ */
+
+import { _begin, _current, _inHub, _root, type _Waiter } from "./hub.ts";
+
+/** @ignore The platform functions the library itself uses, saved before any patching. */
+export const _deno: {
+  connect: typeof Deno.connect;
+  connectTls: typeof Deno.connectTls;
+  listen: typeof Deno.listen;
+  listenTls: typeof Deno.listenTls;
+  startTls: typeof Deno.startTls;
+  resolveDns: typeof Deno.resolveDns;
+  fetch: typeof globalThis.fetch;
+  Command: typeof Deno.Command;
+} = {
+  connect: Deno.connect,
+  connectTls: Deno.connectTls,
+  listen: Deno.listen,
+  listenTls: Deno.listenTls,
+  startTls: Deno.startTls,
+  resolveDns: Deno.resolveDns,
+  fetch: globalThis.fetch,
+  Command: Deno.Command,
+};
+
+/** @ignore The areas of `monkey.ts`: one `patchXxx()` function each. */
+export type _Area = "dns" | "socket" | "fetch" | "subprocess";
+
+/** @ignore Options handed to every replacement factory. */
+export interface _PatchOptions {
+  /** Milliseconds between SIGTERM and SIGKILL for a killed greenlet's child process. */
+  killGrace: number;
+}
+
+/**
+ * @ignore One global an I/O module implements: `target[name]` is replaced by
+ * `make(original, options)` when its area is patched.
+ */
+export interface _Patch {
+  /** Which `patchXxx()` installs it. */
+  area: _Area;
+  /** The object that holds the global (`Deno`, `globalThis`, a `node:` default export). */
+  target: object;
+  /** The property name. */
+  name: string;
+  /** Builds the replacement from the value being replaced. */
+  // deno-lint-ignore no-explicit-any
+  make(original: any, options: _PatchOptions): unknown;
+}
+
+/**
+ * @ignore Whether the caller runs in a greenlet (or a `withTimeout` flow): only there do the
+ * patched functions behave differently from the originals.
+ */
+export function _cooperative(): boolean {
+  return _current() !== _root && !_inHub();
+}
+
+function noop(): void {}
+
+interface Op<T> {
+  interrupted: (() => void) | undefined;
+  orphan: ((value: T) => void) | undefined;
+}
+
+function onInterrupt<T>(w: _Waiter<T>): void {
+  const op = w._owner as Op<T>;
+  const f = op.interrupted;
+  op.interrupted = undefined;
+  f?.();
+}
+
+/**
+ * @ignore Runs `start()` as a blocking call of the current flow: `kill()` or a `Timeout`
+ * rejects the returned promise at once (the exception is delivered here, once), then calls
+ * `interrupted()` to release what the operation holds. A value that arrives after the
+ * interruption is handed to `orphan()` (to close a connection nobody will use).
+ */
+export function _blocking<T>(
+  start: () => Promise<T>,
+  interrupted?: () => void,
+  orphan?: (value: T) => void,
+): Promise<T> {
+  const w = _begin<T>();
+  if (w instanceof Promise) return w;
+  const op: Op<T> = { interrupted, orphan };
+  w._owner = op;
+  w._onCancel = onInterrupt;
+  w._arm(undefined, noop);
+  let p: Promise<T>;
+  try {
+    p = start();
+  } catch (error) {
+    op.interrupted = undefined;
+    w._fail(error);
+    return w.promise;
+  }
+  p.then(
+    (value) => {
+      if (w._done) {
+        op.orphan?.(value);
+        return;
+      }
+      op.interrupted = undefined;
+      w._wake(value);
+    },
+    (error) => {
+      op.interrupted = undefined;
+      w._fail(error);
+    },
+  );
+  return w.promise;
+}
+
+/** @ignore `signal` combined with the current flow's `currentSignal()`-like signal. */
+export function _combine(own: AbortSignal, signal: AbortSignal | null | undefined): AbortSignal {
+  return signal === undefined || signal === null ? own : AbortSignal.any([own, signal]);
+}

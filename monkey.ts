@@ -1,0 +1,421 @@
+/**
+ * Monkey patching: code that has never heard of greenlets becomes killable and time-limited.
+ *
+ * gevent's `monkey` replaces the standard library's blocking networking with cooperative
+ * counterparts. Nothing blocks the thread in JavaScript, so here the benefit is control:
+ * after {@linkcode patchAll}, unaware code (an SDK, an HTTP client, a database driver) running
+ * inside a greenlet obeys `kill()`, `Timeout`, `withTimeout` and the hub's resolver.
+ *
+ * | area | patched | inside a greenlet |
+ * | --- | --- | --- |
+ * | {@linkcode patchFetch} | `globalThis.fetch` | aborts with `currentSignal()` (and the caller's signal); the request and body reads are blocking calls |
+ * | {@linkcode patchSocket} | `Deno.connect`, `connectTls`, `listen`, `listenTls`, `startTls`; `node:net` default `connect`/`createConnection` | connect, read, write, accept, handshake and the conn's streams are blocking calls; an interrupted one closes its connection |
+ * | {@linkcode patchDns} | `Deno.resolveDns`; `node:dns` default `lookup` | A/AAAA lookups go through `getHub().resolver` (its cache); others abort on kill |
+ * | {@linkcode patchSubprocess} | `Deno.Command` | the child gets SIGTERM (then SIGKILL) when the greenlet is killed or times out |
+ *
+ * Guarantees: outside any greenlet (and `withTimeout`) every patched function behaves exactly
+ * like the original: same results, same errors, same types. Patching is idempotent;
+ * {@linkcode unpatchAll} restores every original.
+ *
+ * What cannot be patched: names bound before patching (`const { connect } = Deno`),
+ * named imports and `import * as` of `node:dns` / `node:net` (ES module bindings are
+ * read-only; only the default export, which `require()` returns, is writable), and Deno's
+ * own users of the network: `fetch`'s connection pool and name lookups, `node:http`,
+ * `node:net` internals and `Deno.serve` never call the patched functions.
+ *
+ * @example Unaware code under a timeout
+ * ```ts
+ * import { monkey, withTimeout } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // accepts, never answers
+ * const port = server.addr.port;
+ * const unaware = async () => {
+ *   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+ *   try {
+ *     return await conn.read(new Uint8Array(16)); // waits forever unpatched
+ *   } finally {
+ *     conn.close();
+ *   }
+ * };
+ * monkey.patchAll();
+ * try {
+ *   await assert.rejects(withTimeout(50, unaware), { name: "Timeout" });
+ * } finally {
+ *   monkey.unpatchAll();
+ * }
+ * (await server.accept()).close();
+ * ```
+ *
+ * @module
+ */
+
+import type { _Area, _Patch, _PatchOptions } from "./_platform.ts";
+import { _patches as dnsPatches } from "./resolver.ts";
+import { _patches as socketPatches } from "./socket.ts";
+import { _patches as fetchPatches } from "./_fetch.ts";
+import { _patches as subprocessPatches } from "./_subprocess.ts";
+
+/** Options of {@linkcode patchSubprocess}. */
+export interface PatchSubprocessOptions {
+  /**
+   * Milliseconds between SIGTERM and SIGKILL when a greenlet's child is terminated
+   * (default 1000).
+   */
+  killGrace?: number;
+}
+
+/** Options of {@linkcode patchAll}: every area is patched unless set to `false`. */
+export interface PatchAllOptions {
+  /** `Deno.resolveDns` and `node:dns`'s `lookup` (default `true`). */
+  dns?: boolean;
+  /** `Deno.connect` and friends, `node:net`'s `connect` (default `true`). */
+  socket?: boolean;
+  /** `globalThis.fetch` (default `true`). */
+  fetch?: boolean;
+  /** `Deno.Command`: `true`, `false`, or its options (default `true`). */
+  subprocess?: boolean | PatchSubprocessOptions;
+}
+
+interface Installed {
+  target: object;
+  name: string;
+  original: unknown;
+  replacement: unknown;
+  area: _Area;
+}
+
+const DECLARED: Record<_Area, readonly _Patch[]> = {
+  dns: dnsPatches,
+  socket: socketPatches,
+  fetch: fetchPatches,
+  subprocess: subprocessPatches,
+};
+
+/** Every patch in force, in the order installed. */
+const installed: Installed[] = [];
+/** The options each area was patched with (as JSON), to warn when they change. */
+const areaOptions = new Map<_Area, string>();
+let lastAllOptions: string | undefined;
+let warned = false;
+
+function warnOnce(what: string): void {
+  if (warned) return;
+  warned = true;
+  console.warn(
+    `monkey: ${what} was patched again with different options; areas already patched stay ` +
+      `patched (call unpatchAll() first to start over)`,
+  );
+}
+
+function find(target: object, name: string): Installed | undefined {
+  for (const p of installed) if (p.target === target && p.name === name) return p;
+  return undefined;
+}
+
+function describe(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+function checkGrace(options: unknown): number {
+  if (options === undefined) return 1000;
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`'options' must be an object: current value is ${describe(options)}`);
+  }
+  const { killGrace = 1000 } = options as PatchSubprocessOptions;
+  if (typeof killGrace !== "number") {
+    throw new TypeError(
+      `'killGrace' must be a number of milliseconds: current value is ${describe(killGrace)}`,
+    );
+  }
+  if (!(killGrace >= 0) || killGrace === Infinity) {
+    throw new RangeError(
+      `'killGrace' must be a finite, non-negative number of milliseconds: current value is ${killGrace}`,
+    );
+  }
+  return killGrace;
+}
+
+function patchArea(area: _Area, options: _PatchOptions, key: string): void {
+  const before = areaOptions.get(area);
+  if (before !== undefined) {
+    if (before !== key) warnOnce(`the ${area} area`);
+    return;
+  }
+  areaOptions.set(area, key);
+  for (const decl of DECLARED[area]) {
+    if (find(decl.target, decl.name) !== undefined) continue;
+    const original = (decl.target as Record<string, unknown>)[decl.name];
+    const replacement = decl.make(original, options);
+    (decl.target as Record<string, unknown>)[decl.name] = replacement;
+    installed.push({ target: decl.target, name: decl.name, original, replacement, area });
+  }
+}
+
+/**
+ * Patches every area (DNS, sockets, fetch, subprocesses) unless an option turns one off.
+ * Call it once, early, before the unaware code captures the functions it uses. Patching
+ * again is harmless; with different options it warns once and keeps what is patched.
+ *
+ * @param options Areas to leave alone (`false`) and the subprocess options.
+ * @throws {TypeError} If `options` is not an object or an option has the wrong type.
+ * @throws {RangeError} For a negative or non-finite `killGrace`.
+ *
+ * @example
+ * ```ts
+ * import { getOriginal, isPatched, patchAll, unpatchAll } from "./monkey.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const connect = Deno.connect;
+ * patchAll({ subprocess: false });
+ * try {
+ *   assert.ok(isPatched(Deno, "connect"));
+ *   assert.ok(!isPatched(Deno, "Command"));
+ *   assert.equal(getOriginal(Deno, "connect"), connect);
+ * } finally {
+ *   unpatchAll();
+ * }
+ * assert.equal(Deno.connect, connect);
+ * ```
+ */
+export function patchAll(options: PatchAllOptions = {}): void {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`'options' must be an object: current value is ${describe(options)}`);
+  }
+  for (const area of ["dns", "socket", "fetch", "subprocess"] as const) {
+    const v = options[area];
+    if (
+      v !== undefined && typeof v !== "boolean" && !(area === "subprocess" && typeof v === "object")
+    ) {
+      throw new TypeError(`'${area}' must be a boolean: current value is ${describe(v)}`);
+    }
+  }
+  const sub = options.subprocess;
+  const grace = checkGrace(typeof sub === "object" ? sub : undefined);
+  const key = JSON.stringify({
+    dns: options.dns !== false,
+    socket: options.socket !== false,
+    fetch: options.fetch !== false,
+    subprocess: sub === false ? false : grace,
+  });
+  if (lastAllOptions !== undefined && lastAllOptions !== key) warnOnce("patchAll()");
+  lastAllOptions = key;
+  if (options.dns !== false) patchDns();
+  if (options.socket !== false) patchSocket();
+  if (options.fetch !== false) patchFetch();
+  if (sub !== false) patchSubprocess({ killGrace: grace });
+}
+
+/**
+ * Patches `Deno.resolveDns` and `node:dns`'s default `lookup`. Inside a greenlet, `A` and
+ * `AAAA` lookups (without a `nameServer` or `signal` option) go through `getHub().resolver`:
+ * its name servers, timeouts and cache; errors are still `Deno.errors.NotFound` /
+ * `TimedOut`. Other record types call Deno's function with a signal that a kill or Timeout
+ * aborts. Each lookup is a blocking call.
+ *
+ * @example
+ * ```ts
+ * import { isPatched, patchDns, unpatchAll } from "./monkey.ts";
+ * import assert from "node:assert/strict";
+ *
+ * patchDns();
+ * try {
+ *   assert.ok(isPatched(Deno, "resolveDns"));
+ * } finally {
+ *   unpatchAll();
+ * }
+ * ```
+ */
+export function patchDns(): void {
+  patchArea("dns", { killGrace: 1000 }, "{}");
+}
+
+/**
+ * Patches `Deno.connect`, `Deno.connectTls`, `Deno.listen`, `Deno.listenTls`, `Deno.startTls`
+ * and `node:net`'s default `connect` / `createConnection`.
+ *
+ * The connections and listeners they return are Deno's own objects with cooperative
+ * `read`, `write`, `handshake`, `accept`, `readable` and `writable`: inside a greenlet each
+ * operation is a blocking call. An interrupted operation closes its connection (or
+ * listener), because Deno cannot cancel a pending read except by closing and unaware code
+ * cannot resume a read it never saw finish; `close()` is then harmless and later calls
+ * fail with `Deno.errors.BadResource`. (`socket.ts`'s `Socket`, by contrast, keeps an
+ * interrupted read outstanding and loses no bytes.) The streams are cooperative when first
+ * asked for inside a greenlet, Deno's own otherwise. `node:net` sockets are event emitters:
+ * one created in a greenlet is destroyed, with the kill or Timeout as its error, when the
+ * greenlet's `currentSignal()` aborts.
+ *
+ * @example
+ * ```ts
+ * import { patchSocket, unpatchAll } from "./monkey.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * patchSocket();
+ * try {
+ *   const reader = spawn(async () => {
+ *     using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ *     await conn.read(new Uint8Array(8)); // the server never writes
+ *   });
+ *   using peer = await server.accept();
+ *   await reader.kill(); // returns once the read was interrupted and the conn closed
+ *   assert.equal(await peer.read(new Uint8Array(8)), null); // the server sees the close
+ * } finally {
+ *   unpatchAll();
+ * }
+ * ```
+ */
+export function patchSocket(): void {
+  patchArea("socket", { killGrace: 1000 }, "{}");
+}
+
+/**
+ * Patches `globalThis.fetch`. Inside a greenlet the request runs with the greenlet's
+ * `currentSignal()` combined (`AbortSignal.any`) with any signal the caller passed, and the
+ * request and every read of the response body are blocking calls: a kill or Timeout rejects
+ * the pending one with that exception, once (it is not thrown again at the next blocking
+ * call, in a `finally`), and the request is aborted, which closes its connection.
+ *
+ * @example
+ * ```ts
+ * import { patchFetch, unpatchAll } from "./monkey.ts";
+ * import { withTimeout } from "./timeout.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // never answers
+ * patchFetch();
+ * try {
+ *   const url = `http://127.0.0.1:${server.addr.port}/`;
+ *   await assert.rejects(withTimeout(50, () => fetch(url)), { name: "Timeout" });
+ * } finally {
+ *   unpatchAll();
+ * }
+ * (await server.accept()).close();
+ * ```
+ */
+export function patchFetch(): void {
+  patchArea("fetch", { killGrace: 1000 }, "{}");
+}
+
+/**
+ * Patches `Deno.Command`. A child started by `spawn()` or `output()` inside a greenlet gets
+ * SIGTERM when that greenlet is killed or a Timeout of its fires, and SIGKILL `killGrace`
+ * milliseconds later if it is still running. `output()` and the child's `status` and
+ * `output()` are blocking calls that settle only after the child exited, so a blocking
+ * `kill()` returns once the child is gone. `new Deno.Command(...)` is still an instance of
+ * the original class.
+ *
+ * @param options `killGrace` in milliseconds (default 1000).
+ * @throws {TypeError} If `options` is not an object or `killGrace` not a number.
+ * @throws {RangeError} For a negative or non-finite `killGrace`.
+ *
+ * @example
+ * ```ts
+ * import { patchSubprocess, unpatchAll } from "./monkey.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * patchSubprocess({ killGrace: 500 });
+ * try {
+ *   const g = spawn(() => new Deno.Command("sleep", { args: ["30"] }).output());
+ *   await new Promise((resolve) => setTimeout(resolve, 50)); // let it start
+ *   await g.kill(); // SIGTERM; resolves once the child has exited
+ *   assert.ok(g.dead);
+ * } finally {
+ *   unpatchAll();
+ * }
+ * ```
+ */
+export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
+  const killGrace = checkGrace(options);
+  patchArea("subprocess", { killGrace }, JSON.stringify({ killGrace }));
+}
+
+/**
+ * Whether `target[name]` (or, without a name, anything on `target`) is patched now.
+ *
+ * @param target The object holding the global (`Deno`, `globalThis`, a module's default).
+ * @param name The property name.
+ * @returns `true` if this module replaced it and it is not restored yet.
+ *
+ * @example
+ * ```ts
+ * import { isPatched, patchFetch, unpatchAll } from "./monkey.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isPatched(globalThis, "fetch"), false);
+ * patchFetch();
+ * try {
+ *   assert.equal(isPatched(globalThis, "fetch"), true);
+ *   assert.equal(isPatched(globalThis), true);
+ * } finally {
+ *   unpatchAll();
+ * }
+ * ```
+ */
+export function isPatched(target: object, name?: string): boolean {
+  if (name === undefined) return installed.some((p) => p.target === target);
+  return find(target, name) !== undefined;
+}
+
+/**
+ * The value `target[name]` had before this module patched it; the current value when it is
+ * not patched (gevent's `get_original`).
+ *
+ * @typeParam T The object's type.
+ * @typeParam K The property name.
+ * @param target The object holding the global.
+ * @param name The property name.
+ * @returns The original value.
+ *
+ * @example
+ * ```ts
+ * import { getOriginal, patchSocket, unpatchAll } from "./monkey.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(getOriginal(Deno, "connect"), Deno.connect);
+ * const before = Deno.connect;
+ * patchSocket();
+ * try {
+ *   assert.notEqual(Deno.connect, before);
+ *   assert.equal(getOriginal(Deno, "connect"), before);
+ * } finally {
+ *   unpatchAll();
+ * }
+ * ```
+ */
+export function getOriginal<T extends object, K extends keyof T & string>(
+  target: T,
+  name: K,
+): T[K] {
+  const p = find(target, name);
+  return p === undefined ? target[name] : p.original as T[K];
+}
+
+/**
+ * Restores every original this module replaced, in reverse order, and forgets the options
+ * it was patched with. Objects created while patched (connections, responses, children)
+ * keep their cooperative behaviour.
+ *
+ * @example
+ * ```ts
+ * import { patchAll, unpatchAll } from "./monkey.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { fetch, connect } = { fetch: globalThis.fetch, connect: Deno.connect };
+ * patchAll();
+ * unpatchAll();
+ * assert.equal(globalThis.fetch, fetch);
+ * assert.equal(Deno.connect, connect);
+ * ```
+ */
+export function unpatchAll(): void {
+  for (let i = installed.length - 1; i >= 0; i--) {
+    const p = installed[i];
+    (p.target as Record<string, unknown>)[p.name] = p.original;
+  }
+  installed.length = 0;
+  areaOptions.clear();
+  lastAllOptions = undefined;
+}
