@@ -236,10 +236,14 @@ export function getfqdn(name?: string): Promise<string> {
 const EMPTY = new Uint8Array(0);
 const BUFSIZE = 65536;
 
-/** The I/O state of a socket, kept apart so module-level functions can drive it. */
+/**
+ * The I/O state of a socket, kept apart so module-level functions can drive it. The read
+ * and write callbacks are bound once per socket, so a round trip allocates no closures.
+ */
 class SocketIO {
   conn: Deno.Conn | undefined;
   timeout: number | undefined;
+  // Reading: at most one read outstanding, into `buf`; `buf[start, end)` is unread data.
   buf: Uint8Array = EMPTY;
   start = 0;
   end = 0;
@@ -248,12 +252,27 @@ class SocketIO {
   readError: SocketError | undefined = undefined;
   reader: _Waiter<Uint8Array | number> | undefined = undefined;
   want: number | Uint8Array = 0;
+  onRead: (n: number | null) => void;
+  onReadError: (error: unknown) => void;
+  // Writing: at most one write outstanding; `writer` waits for `wdata` (all of it with
+  // `wall`), of which `wsent` bytes are written. `wowner` is the waiter whose chunk is in
+  // flight: after an interruption it is no longer `writer`.
   writing = false;
-  writer: _Waiter<number> | undefined = undefined;
-  next: Uint8Array | undefined = undefined;
+  writer: _Waiter<number | undefined> | undefined = undefined;
+  wowner: _Waiter<number | undefined> | undefined = undefined;
+  wdata: Uint8Array = EMPTY;
+  wsent = 0;
+  wall = false;
+  onWrite: (n: number) => void;
+  onWriteError: (error: unknown) => void;
+
   constructor(conn: Deno.Conn, timeout: number | undefined) {
     this.conn = conn;
     this.timeout = timeout;
+    this.onRead = (n) => readDone(this, n);
+    this.onReadError = (error) => readFailed(this, error);
+    this.onWrite = (n) => writeDone(this, n);
+    this.onWriteError = (error) => writeFailed(this, error);
   }
 }
 
@@ -282,21 +301,7 @@ function take(io: SocketIO, want: number | Uint8Array): Uint8Array | number {
   return k;
 }
 
-async function readOnce(io: SocketIO): Promise<void> {
-  let n: number | null;
-  try {
-    n = await io.conn!.read(io.buf);
-  } catch (error) {
-    io.reading = false;
-    if (io.conn === undefined) return; // closed meanwhile: the reader was already failed
-    io.readError = _socketError(error, "recv");
-    const w = io.reader;
-    if (w !== undefined) {
-      io.reader = undefined;
-      w._fail(io.readError);
-    }
-    return;
-  }
+function readDone(io: SocketIO, n: number | null): void {
   io.reading = false;
   if (n === null) io.eof = true;
   else {
@@ -306,9 +311,19 @@ async function readOnce(io: SocketIO): Promise<void> {
   const w = io.reader;
   if (w !== undefined) {
     io.reader = undefined;
-    w._wake(
-      io.eof && io.end === io.start ? (typeof io.want === "number" ? EMPTY : 0) : take(io, io.want),
-    );
+    const want = io.want;
+    w._wake(n === null ? (typeof want === "number" ? EMPTY : 0) : take(io, want));
+  }
+}
+
+function readFailed(io: SocketIO, error: unknown): void {
+  io.reading = false;
+  if (io.conn === undefined) return; // closed meanwhile: the reader was already failed
+  io.readError = _socketError(error, "recv");
+  const w = io.reader;
+  if (w !== undefined) {
+    io.reader = undefined;
+    w._fail(io.readError);
   }
 }
 
@@ -335,7 +350,7 @@ function receive(io: SocketIO, want: number | Uint8Array): Promise<Uint8Array | 
       io.buf = new Uint8Array(size > BUFSIZE ? size : BUFSIZE);
     }
     io.reading = true;
-    readOnce(io);
+    io.conn.read(io.buf).then(io.onRead, io.onReadError);
   }
   if (io.timeout === 0) {
     w._fail(new SocketTimeout());
@@ -349,52 +364,75 @@ function receive(io: SocketIO, want: number | Uint8Array): Promise<Uint8Array | 
   return w.promise;
 }
 
-async function writeOnce(io: SocketIO, data: Uint8Array): Promise<void> {
+function startWrite(io: SocketIO, chunk: Uint8Array, owner: _Waiter<number | undefined>): void {
   io.writing = true;
-  let n: number;
-  try {
-    n = await io.conn!.write(data);
-  } catch (error) {
-    io.writing = false;
-    io.next = undefined;
-    const w = io.writer;
-    if (w !== undefined) {
-      io.writer = undefined;
-      w._fail(io.conn === undefined ? closedError("send") : _socketError(error, "send"));
-    }
-    return;
-  }
+  io.wowner = owner;
+  io.conn!.write(chunk).then(io.onWrite, io.onWriteError);
+}
+
+function writeDone(io: SocketIO, n: number): void {
+  const owner = io.wowner;
   io.writing = false;
-  const next = io.next;
-  if (next !== undefined) {
-    // An interrupted write just finished; the waiting send goes next.
-    io.next = undefined;
-    if (io.conn !== undefined) writeOnce(io, next);
+  io.wowner = undefined;
+  const w = io.writer;
+  if (w === undefined) return; // an interrupted write finished; nobody waits
+  if (io.conn === undefined) return; // closed meanwhile: the writer was already failed
+  if (owner !== w) {
+    // The write of an interrupted send finished: this send's data goes next.
+    startWrite(io, io.wdata, w);
     return;
   }
+  const sent = io.wsent += n;
+  if (io.wall && sent < io.wdata.length) {
+    startWrite(io, io.wdata.subarray(sent), w);
+    return;
+  }
+  io.writer = undefined;
+  w._wake(io.wall ? undefined : sent);
+}
+
+function writeFailed(io: SocketIO, error: unknown): void {
+  io.writing = false;
+  io.wowner = undefined;
   const w = io.writer;
   if (w !== undefined) {
     io.writer = undefined;
-    w._wake(n);
+    w._fail(io.conn === undefined ? closedError("send") : _socketError(error, "send"));
   }
 }
 
-function forgetWriter(w: _Waiter<number>): void {
+function forgetWriter(w: _Waiter<number | undefined>): void {
   const io = w._owner as SocketIO;
   if (io.writer === w) {
     io.writer = undefined;
-    io.next = undefined;
+    io.wdata = EMPTY;
   }
 }
 
-function writeTimedOut(w: _Waiter<number>): void {
+function writeTimedOut(w: _Waiter<number | undefined>): void {
   w._fail(new SocketTimeout());
 }
 
-function checkBytes(data: unknown): void {
+function transmit(io: SocketIO, data: Uint8Array, all: boolean): Promise<number | undefined> {
   if (!(data instanceof Uint8Array)) {
-    throw new TypeError(`'data' must be a Uint8Array: current value is ${String(data)}`);
+    return Promise.reject(
+      new TypeError(`'data' must be a Uint8Array: current value is ${String(data)}`),
+    );
   }
+  if (io.conn === undefined) return Promise.reject(closedError("send"));
+  if (io.writer !== undefined) return Promise.reject(busyError("send"));
+  if (data.length === 0) return Promise.resolve(all ? undefined : 0);
+  const w = _begin<number | undefined>();
+  if (w instanceof Promise) return w;
+  io.writer = w;
+  io.wdata = data;
+  io.wsent = 0;
+  io.wall = all;
+  w._owner = io;
+  w._onCancel = forgetWriter;
+  if (!io.writing) startWrite(io, data, w);
+  w._arm(io.timeout, writeTimedOut);
+  return w.promise;
 }
 
 function checkSize(name: string, n: unknown): void {
@@ -550,42 +588,22 @@ export class Socket {
    *   gone (`EPIPE`, `ECONNRESET`), or another greenlet is sending (`EBUSY`).
    */
   send(data: Uint8Array): Promise<number> {
-    const io = this.#io;
-    if (!(data instanceof Uint8Array)) {
-      try {
-        checkBytes(data);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
-    if (io.conn === undefined) return Promise.reject(closedError("send"));
-    if (io.writer !== undefined) return Promise.reject(busyError("send"));
-    if (data.length === 0) return Promise.resolve(0);
-    const w = _begin<number>();
-    if (w instanceof Promise) return w;
-    io.writer = w;
-    w._owner = io;
-    w._onCancel = forgetWriter;
-    if (io.writing) io.next = data;
-    else writeOnce(io, data);
-    w._arm(io.timeout, writeTimedOut);
-    return w.promise;
+    return transmit(this.#io, data, false) as Promise<number>;
   }
 
   /**
-   * Sends all of `data`, looping over partial writes. A blocking call; the socket's
-   * `timeout` applies to each write. See the class notes on interrupting a send.
+   * Sends all of `data`, looping over partial writes. A blocking call; as in Python 3.5+,
+   * the socket's `timeout` bounds the whole call. See the class notes on interrupting a
+   * send: the bytes after the chunk in flight are then not sent.
    *
    * @param data The bytes to send.
    * @returns A promise that resolves once every byte was handed to the OS.
    * @throws {TypeError} (as a rejection) If `data` is not a Uint8Array.
-   * @throws {SocketTimeout} (as a rejection) If a write stalled for `timeout`.
+   * @throws {SocketTimeout} (as a rejection) If it did not finish within `timeout`.
    * @throws {SocketError} (as a rejection) As for {@linkcode Socket.send}.
    */
-  async sendall(data: Uint8Array): Promise<void> {
-    checkBytes(data);
-    let sent = await this.send(data);
-    while (sent < data.length) sent += await this.send(data.subarray(sent));
+  sendall(data: Uint8Array): Promise<void> {
+    return transmit(this.#io, data, true) as Promise<void>;
   }
 
   /**
@@ -628,7 +646,7 @@ export class Socket {
     const w = io.writer;
     if (w !== undefined) {
       io.writer = undefined;
-      io.next = undefined;
+      io.wdata = EMPTY;
       w._fail(new SocketError("send: File descriptor was closed in another greenlet", "EBADF"));
     }
   }

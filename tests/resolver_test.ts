@@ -4,6 +4,7 @@ import { GreenletExit, joinAll, spawn } from "../greenlet.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { GaiError, getResolver, Resolver } from "../resolver.ts";
 import * as socket from "../socket.ts";
+import { _deno } from "../_platform.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
 import { type DnsServer, type DnsServerOptions, startDnsServer } from "./_dns_server.ts";
 
@@ -233,20 +234,20 @@ Deno.test("gethostbyaddr(), getnameinfo() and getfqdn() use PTR records", async 
 
 Deno.test("a missing --allow-net becomes NotCapable naming the flag", async () => {
   const resolver = new Resolver({ nameservers: [{ ipAddr: "127.0.0.1", port: 5353 }] });
-  const real = Deno.resolveDns;
-  (Deno as { resolveDns: unknown }).resolveDns = () =>
+  const real = _deno.resolveDns;
+  _deno.resolveDns = (() =>
     Promise.reject(
       new Deno.errors.NotCapable(
         'Requires net access to "127.0.0.1:5353", run again with the --allow-net flag',
       ),
-    );
+    )) as typeof Deno.resolveDns;
   try {
     const err = await resolver.gethostbyname("www.google.com").catch((e) => e);
     assert.ok(err instanceof Deno.errors.NotCapable);
     assert.match(err.message, /--allow-net=127\.0\.0\.1:5353/);
     assert.ok(err.cause instanceof Deno.errors.NotCapable);
   } finally {
-    (Deno as { resolveDns: unknown }).resolveDns = real;
+    _deno.resolveDns = real;
     resolver.close();
   }
 });

@@ -12,6 +12,7 @@ import {
   SocketError,
   SocketTimeout,
 } from "../socket.ts";
+import { _deno } from "../_platform.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
 import { hasOpenssl, selfSignedCert } from "./_tls.ts";
 
@@ -185,12 +186,12 @@ Deno.test("createConnection() honours the timeout contract (a TLS peer that neve
 
 Deno.test("kill() during connect leaves no half-open connection", async () => {
   using server = listen(["127.0.0.1", 0]);
-  const real = Deno.connect;
+  const real = _deno.connect;
   const entered = Promise.withResolvers<void>();
   const release = Promise.withResolvers<void>();
   const closed = Promise.withResolvers<void>();
   // A connect that completes even though it was aborted, and only after the kill.
-  (Deno as { connect: unknown }).connect = async (options: Deno.ConnectOptions) => {
+  _deno.connect = (async (options: Deno.ConnectOptions) => {
     const conn = await real({ ...options, signal: undefined });
     entered.resolve();
     await release.promise;
@@ -200,7 +201,7 @@ Deno.test("kill() during connect leaves no half-open connection", async () => {
       closed.resolve();
     };
     return conn;
-  };
+  }) as typeof Deno.connect;
   try {
     const g = spawn(() => createConnection(server.getsockname()));
     await entered.promise;
@@ -209,7 +210,7 @@ Deno.test("kill() during connect leaves no half-open connection", async () => {
     release.resolve();
     await closed.promise; // the connection that completed late was closed
   } finally {
-    (Deno as { connect: unknown }).connect = real;
+    _deno.connect = real;
   }
   const [peer] = await server.accept();
   using _ = peer;
