@@ -1,0 +1,575 @@
+import assert from "node:assert/strict";
+import net from "node:net";
+import dns from "node:dns";
+import ky from "ky";
+import { currentSignal, spawn } from "../greenlet.ts";
+import { getHub, sleep } from "../hub.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
+import { Resolver } from "../resolver.ts";
+import { Event } from "../event.ts";
+import {
+  getOriginal,
+  isPatched,
+  patchAll,
+  patchDns,
+  patchFetch,
+  patchSocket,
+  patchSubprocess,
+  unpatchAll,
+} from "../monkey.ts";
+import * as unaware from "./_unaware.ts";
+import { startHttpServer } from "./_http_server.ts";
+import { startDnsServer } from "./_dns_server.ts";
+import { captureReports } from "./_helpers.ts";
+
+/** Patches everything for the duration of one test; `using` restores the globals. */
+function patched(options?: Parameters<typeof patchAll>[0]): Disposable {
+  patchAll(options);
+  return { [Symbol.dispose]: unpatchAll };
+}
+
+/** A TCP server that accepts connections and never writes; reports when they close. */
+function silentTcpServer(): {
+  port: number;
+  accepted: () => Promise<Deno.Conn>;
+  closed: (conn: Deno.Conn) => Promise<void>;
+  close: () => void;
+} {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  return {
+    port: listener.addr.port,
+    accepted: async () => {
+      const conn = await listener.accept();
+      conns.push(conn);
+      return conn;
+    },
+    // Reads until end of stream: the client closed its side.
+    closed: async (conn) => {
+      const buf = new Uint8Array(1024);
+      try {
+        while (await conn.read(buf) !== null) { /* discard */ }
+      } catch {
+        // Reset: closed too.
+      }
+    },
+    close: () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    },
+  };
+}
+
+const GLOBALS: [object, string][] = [
+  [globalThis, "fetch"],
+  [Deno, "connect"],
+  [Deno, "connectTls"],
+  [Deno, "listen"],
+  [Deno, "listenTls"],
+  [Deno, "startTls"],
+  [Deno, "resolveDns"],
+  [Deno, "Command"],
+  [net, "connect"],
+  [net, "createConnection"],
+  [dns, "lookup"],
+];
+
+Deno.test("unpatchAll() restores identity of every patched global", () => {
+  const before = GLOBALS.map(([t, n]) => (t as Record<string, unknown>)[n]);
+  for (const [t, n] of GLOBALS) {
+    assert.equal(getOriginal(t as Record<string, unknown>, n), (t as Record<string, unknown>)[n]);
+  }
+  assert.equal(Deno.connect, getOriginal(Deno, "connect"));
+  patchAll();
+  try {
+    GLOBALS.forEach(([t, n], i) => {
+      assert.ok(isPatched(t, n), n);
+      assert.notEqual((t as Record<string, unknown>)[n], before[i], n);
+      assert.equal(getOriginal(t as Record<string, unknown>, n), before[i], n);
+    });
+  } finally {
+    unpatchAll();
+  }
+  GLOBALS.forEach(([t, n], i) => {
+    assert.ok(!isPatched(t, n), n);
+    assert.equal((t as Record<string, unknown>)[n], before[i], n);
+  });
+  assert.equal(Deno.connect, getOriginal(Deno, "connect"));
+});
+
+Deno.test("patching twice is harmless; different options warn once", () => {
+  const warnings: unknown[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    patchAll();
+    const fetch1 = globalThis.fetch;
+    patchAll();
+    patchFetch();
+    assert.equal(globalThis.fetch, fetch1);
+    assert.deepEqual(warnings, []);
+    patchAll({ fetch: false });
+    patchSubprocess({ killGrace: 5 });
+    assert.equal(warnings.length, 1);
+    assert.match(String(warnings[0]), /different options/);
+    unpatchAll();
+    assert.equal(globalThis.fetch, getOriginal(globalThis, "fetch"));
+    assert.ok(!isPatched(globalThis));
+  } finally {
+    console.warn = warn;
+    unpatchAll();
+  }
+});
+
+Deno.test("patchAll() and patchSubprocess() reject bad options with TypeError/RangeError", () => {
+  assert.throws(() => patchAll(null as never), TypeError);
+  assert.throws(() => patchAll({ fetch: "yes" as never }), /'fetch' must be a boolean/);
+  assert.throws(() => patchSubprocess({ killGrace: -1 }), RangeError);
+  assert.throws(() => patchSubprocess({ killGrace: "1" as never }), TypeError);
+  assert.ok(!isPatched(Deno));
+});
+
+Deno.test("outside any greenlet the patched functions behave like the originals", async (t) => {
+  const server = startHttpServer();
+  const refused = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = refused.addr.port;
+  refused.close();
+  try {
+    await t.step("fetch: same Response, same text", async () => {
+      using _ = patched();
+      const res = await fetch(`${server.origin}/fast`);
+      assert.ok(res instanceof Response);
+      assert.equal(await res.text(), "fast");
+      assert.equal(await unaware.getText(`${server.origin}/fast`), "fast");
+    });
+    await t.step("fetch: same error class for a refused connection", async () => {
+      const original = await fetch(`http://127.0.0.1:${refusedPort}/`).catch((e) => e);
+      using _ = patched();
+      const now = await fetch(`http://127.0.0.1:${refusedPort}/`).catch((e) => e);
+      assert.equal(now.constructor, original.constructor);
+      assert.equal(now.name, original.name);
+    });
+    await t.step("Deno.connect: same error class, same conn class", async () => {
+      using _ = patched();
+      await assert.rejects(
+        Deno.connect({ hostname: "127.0.0.1", port: refusedPort }),
+        Deno.errors.ConnectionRefused,
+      );
+      const port = Number(new URL(server.origin).port);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const original = await getOriginal(Deno, "connect")({ hostname: "127.0.0.1", port });
+      assert.equal(Object.getPrototypeOf(conn), Object.getPrototypeOf(original));
+      assert.deepEqual(Object.keys(conn), Object.keys(original));
+      conn.close();
+      assert.throws(() => conn.close(), Deno.errors.BadResource);
+      original.close();
+    });
+    await t.step("Deno.resolveDns: same answer, same NotFound", async () => {
+      await using dnsServer = await startDnsServer({
+        records: { "svc.test": { A: ["10.0.0.7"] } },
+        nxdomain: ["gone.test"],
+      });
+      const nameServer = dnsServer.nameserver;
+      using _ = patched();
+      assert.deepEqual(await Deno.resolveDns("svc.test", "A", { nameServer }), ["10.0.0.7"]);
+      await assert.rejects(
+        Deno.resolveDns("gone.test", "A", { nameServer }),
+        Deno.errors.NotFound,
+      );
+    });
+    await t.step("Deno.Command: same output, instanceof the original class", async () => {
+      const Original = getOriginal(Deno, "Command");
+      using _ = patched();
+      const cmd = new Deno.Command("echo", { args: ["hi"] });
+      assert.ok(cmd instanceof Original);
+      const out = await cmd.output();
+      assert.equal(out.code, 0);
+      assert.equal(new TextDecoder().decode(out.stdout), "hi\n");
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("withTimeout(100) cuts off an unaware fetch and its connection", async (t) => {
+  const server = startHttpServer();
+  try {
+    await t.step("patched: rejects with that Timeout; the server sees the close", async () => {
+      using _ = patched();
+      const ran = unaware.finallyRan.getText;
+      const closed = server.nextClose();
+      let timeout: unknown;
+      const outcome = await withTimeout(100, () => {
+        const sig = currentSignal();
+        sig.addEventListener("abort", () => timeout = sig.reason);
+        return unaware.getText(`${server.origin}/silent`);
+      }).catch((e) => e);
+      assert.ok(outcome instanceof Timeout);
+      assert.equal(outcome, timeout);
+      assert.equal(unaware.finallyRan.getText, ran + 1);
+      await closed;
+      assert.equal(server.open, 0);
+    });
+    await t.step("patched, with npm:ky (calls fetch internally)", async () => {
+      using _ = patched();
+      const closed = server.nextClose();
+      // ky retries failed requests (a Timeout is an Error to it): with retries on, the retry
+      // would be a new request after the deadline. See the kill test below for retries on.
+      const outcome = await withTimeout(
+        100,
+        () => ky.get(`${server.origin}/silent`, { retry: 0 }).text(),
+      ).catch((e) => e);
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      await closed;
+      assert.equal(server.open, 0);
+    });
+    await t.step("patched: a read of the body is cut off too", async () => {
+      using _ = patched();
+      const closed = server.nextClose();
+      const outcome = await withTimeout(100, () => unaware.getText(`${server.origin}/stall`))
+        .catch((e) => e);
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      await closed;
+    });
+    await t.step("unpatched: the Timeout fires but the request keeps running", async () => {
+      const fired = Promise.withResolvers<void>();
+      const arrived = server.nextRequest("/silent");
+      const result = withTimeout(100, () => {
+        currentSignal().addEventListener("abort", () => fired.resolve());
+        return unaware.getText(`${server.origin}/silent`);
+      });
+      await arrived;
+      await fired.promise; // the deadline has passed...
+      assert.equal(server.open, 1); // ...and the connection is still open
+      server.release(); // the request was still running: it gets the late answer
+      assert.equal(await result, "late");
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("withTimeout(100) cuts off an unaware Deno.connect read", async (t) => {
+  await t.step("patched: rejects with that Timeout; the server sees the close", async () => {
+    const server = silentTcpServer();
+    try {
+      using _ = patched();
+      const ran = unaware.finallyRan.exchange;
+      const result = withTimeout(100, () => unaware.exchange(server.port, "hello"));
+      const peer = await server.accepted();
+      const outcome = await result.catch((e) => e);
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      assert.equal(unaware.finallyRan.exchange, ran + 1);
+      await server.closed(peer);
+    } finally {
+      server.close();
+    }
+  });
+  await t.step("unpatched: the read keeps waiting past the deadline", async () => {
+    const server = silentTcpServer();
+    try {
+      const fired = Promise.withResolvers<void>();
+      const result = withTimeout(100, () => {
+        currentSignal().addEventListener("abort", () => fired.resolve());
+        return unaware.exchange(server.port, "hello");
+      });
+      const peer = await server.accepted();
+      await fired.promise;
+      await peer.write(new TextEncoder().encode("late")); // still connected, still reading
+      peer.close();
+      assert.equal(await result, "late");
+    } finally {
+      server.close();
+    }
+  });
+});
+
+Deno.test("kill() of a greenlet blocked in unaware code returns after its finally ran", async (t) => {
+  await t.step("Deno.connect read: the conn is closed, close() stays harmless", async () => {
+    const server = silentTcpServer();
+    try {
+      using _ = patched();
+      const ran = unaware.finallyRan.exchange;
+      const g = spawn(unaware.exchange, server.port, "hello");
+      const peer = await server.accepted();
+      await g.kill();
+      assert.ok(g.dead);
+      assert.equal(g.value?.constructor.name, "GreenletExit");
+      assert.equal(unaware.finallyRan.exchange, ran + 1);
+      await server.closed(peer);
+    } finally {
+      server.close();
+    }
+  });
+  await t.step("fetch: aborted, connection released", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const ran = unaware.finallyRan.getText;
+      const arrived = server.nextRequest("/silent");
+      const closed = server.nextClose();
+      const g = spawn(unaware.getText, `${server.origin}/silent`);
+      await arrived;
+      await g.kill();
+      assert.ok(g.dead);
+      assert.equal(unaware.finallyRan.getText, ran + 1);
+      await closed;
+      assert.equal(server.open, 0);
+    } finally {
+      await server.close();
+    }
+  });
+  await t.step("npm:ky with its default retries: every retry fails at once", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const arrived = server.nextRequest("/silent");
+      const closed = server.nextClose();
+      const g = spawn(() => ky.get(`${server.origin}/silent`).text());
+      await arrived;
+      await g.kill(); // the greenlet's signal stays aborted, so ky's retries cannot start
+      assert.ok(g.dead);
+      assert.equal(g.value?.constructor.name, "GreenletExit");
+      await closed;
+      assert.equal(server.accepted, 1);
+    } finally {
+      await server.close();
+    }
+  });
+  await t.step("the kill is delivered once: a blocking call in finally runs", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const arrived = server.nextRequest("/silent");
+      let cleanedUp = false;
+      const g = spawn(async () => {
+        try {
+          await fetch(`${server.origin}/silent`);
+        } finally {
+          await sleep(1); // would throw GreenletExit again if it were still pending
+          cleanedUp = true;
+        }
+      });
+      await arrived;
+      await g.kill();
+      assert.equal(cleanedUp, true);
+      assert.equal(g.exception, undefined);
+    } finally {
+      await server.close();
+    }
+  });
+  await t.step("a caught Timeout is not thrown again", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const value = await withTimeout(100, async () => {
+        const caught = await fetch(`${server.origin}/silent`).catch((e) => e);
+        assert.ok(caught instanceof Timeout);
+        await sleep(1);
+        return "went on";
+      });
+      assert.equal(value, "went on");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("patched conn streams and listener accept are blocking calls", async (t) => {
+  await t.step("conn.readable read is cut off by a Timeout; the conn is closed", async () => {
+    const server = silentTcpServer();
+    try {
+      using _ = patched();
+      const outcome = await withTimeout(100, async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        for await (const _chunk of conn.readable) { /* never arrives */ }
+      }).catch((e) => e);
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      await server.closed(await server.accepted());
+    } finally {
+      server.close();
+    }
+  });
+  await t.step("conn.writable and readable round trip inside a greenlet", async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      using _ = patched();
+      const g = spawn(async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+        const writer = conn.writable.getWriter();
+        await writer.write(new TextEncoder().encode("ping"));
+        const reader = conn.readable.getReader();
+        const { value } = await reader.read();
+        await reader.cancel(); // closes the conn, as Deno's stream does
+        return new TextDecoder().decode(value);
+      });
+      const peer = await listener.accept();
+      const buf = new Uint8Array(4);
+      assert.equal(await peer.read(buf), 4);
+      await peer.write(buf);
+      await g.join();
+      assert.equal(g.value, "ping");
+      peer.close();
+    } finally {
+      listener.close();
+    }
+  });
+  await t.step("listener.accept() is interrupted by kill; the listener is closed", async () => {
+    using _ = patched();
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const g = spawn(async () => {
+      for await (const conn of listener) conn.close();
+    });
+    await sleep(0); // let the greenlet start and block in accept
+    await g.kill();
+    assert.ok(g.dead);
+    listener.close(); // harmless
+    await assert.rejects(listener.accept(), Deno.errors.BadResource);
+  });
+});
+
+Deno.test("unaware lookups go through the hub's resolver: 100 lookups, one query", async () => {
+  await using dnsServer = await startDnsServer({
+    records: { "svc.test": { A: ["10.0.0.7"] } },
+    nxdomain: ["gone.test"],
+  });
+  const hub = getHub();
+  const saved = hub.resolver;
+  hub.resolver = new Resolver({ nameservers: [dnsServer.nameserver], cache: true });
+  try {
+    using _ = patched();
+    const g = spawn(unaware.resolveMany, "svc.test", 100);
+    const answers = await g.get() as string[][];
+    assert.equal(answers.length, 100);
+    assert.ok(answers.every((a) => a.length === 1 && a[0] === "10.0.0.7"));
+    assert.equal(dnsServer.queries, 1); // the other 99 came from the hub resolver's cache
+    const missing = spawn(() => Deno.resolveDns("gone.test", "A"));
+    await captureReports(() => missing.join());
+    assert.ok(missing.exception instanceof Deno.errors.NotFound, String(missing.exception));
+    const viaNode = spawn(() =>
+      new Promise<unknown>((resolve, reject) =>
+        dns.lookup(
+          "svc.test",
+          { family: 4 },
+          (err, address) => err ? reject(err) : resolve(address),
+        )
+      )
+    );
+    await viaNode.join();
+    assert.equal(viaNode.value, "10.0.0.7");
+    assert.equal(dnsServer.queries, 2); // svc.test once (cached since), gone.test once
+  } finally {
+    hub.resolver = saved;
+  }
+});
+
+Deno.test("a lookup blocked on a silent name server is cut off by withTimeout", async () => {
+  await using dnsServer = await startDnsServer({ silent: true });
+  const hub = getHub();
+  const saved = hub.resolver;
+  hub.resolver = new Resolver({ nameservers: [dnsServer.nameserver], timeout: 5000 });
+  try {
+    using _ = patched();
+    const outcome = await withTimeout(100, () => unaware.resolveMany("svc.test", 1))
+      .catch((e) => e);
+    assert.ok(outcome instanceof Timeout, String(outcome));
+  } finally {
+    hub.resolver = saved;
+  }
+});
+
+/** Whether process `pid` exists (SIGCONT is harmless to a sleeping child). */
+function alive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+Deno.test("a child process started in a killed greenlet is gone afterwards", async (t) => {
+  await t.step("spawn() + status: SIGTERM", async () => {
+    using _ = patched();
+    const started = Promise.withResolvers<number>();
+    const g = spawn(async () => {
+      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      started.resolve(child.pid);
+      return await child.status;
+    });
+    const pid = await started.promise;
+    assert.ok(alive(pid));
+    await g.kill();
+    assert.ok(g.dead);
+    assert.equal(alive(pid), false);
+  });
+  await t.step("output() under withTimeout; a child ignoring SIGTERM gets SIGKILL", async () => {
+    using _ = patched({ subprocess: { killGrace: 50 } });
+    let pid = 0;
+    const outcome = await withTimeout(100, () => {
+      const child = new Deno.Command("sh", {
+        args: ["-c", "trap '' TERM; exec sleep 30"],
+        stdout: "piped",
+      }).spawn();
+      pid = child.pid;
+      return child.output();
+    }).catch((e) => e);
+    assert.ok(outcome instanceof Timeout, String(outcome));
+    assert.equal(alive(pid), false);
+  });
+  await t.step("unpatched: the child outlives the killed greenlet", async () => {
+    const started = Promise.withResolvers<Deno.ChildProcess>();
+    const g = spawn(async () => {
+      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      started.resolve(child);
+      return await child.status;
+    });
+    const child = await started.promise;
+    await g.kill({ block: false });
+    await sleep(0);
+    assert.ok(alive(child.pid)); // nothing told it to stop
+    child.kill("SIGKILL");
+    await child.status;
+    await g.join();
+  });
+});
+
+Deno.test("node:net default export: a socket made in a killed greenlet is destroyed", async () => {
+  const server = silentTcpServer();
+  try {
+    using _ = patched();
+    const destroyed = Promise.withResolvers<unknown>();
+    const g = spawn(async () => {
+      const sock = net.connect(server.port, "127.0.0.1");
+      sock.on("error", () => {});
+      sock.on("close", () => destroyed.resolve(sock.errored));
+      await new Event().wait(); // stands for code waiting on the socket's events
+    });
+    const peer = await server.accepted();
+    await g.kill();
+    assert.equal((await destroyed.promise as Error)?.name, "GreenletExit");
+    await server.closed(peer);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("patchDns(), patchSocket() patch only their own area", () => {
+  try {
+    patchDns();
+    assert.ok(isPatched(Deno, "resolveDns"));
+    assert.ok(!isPatched(Deno, "connect"));
+    patchSocket();
+    assert.ok(isPatched(Deno, "connect"));
+    assert.ok(!isPatched(globalThis, "fetch"));
+  } finally {
+    unpatchAll();
+  }
+});
