@@ -158,3 +158,19 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
   server.nameserver.port = (socket.address() as { port: number }).port;
   return server;
 }
+
+/**
+ * Runs the server in a process of its own (so a client under load does not slow it down):
+ * `deno run --allow-net=127.0.0.1 tests/_dns_server.ts --synthetic --latency=50` prints
+ * `{"port":N}` on one line and serves until its standard input closes.
+ */
+if (import.meta.main) {
+  const latency = Number(Deno.args.find((a) => a.startsWith("--latency="))?.slice(10) ?? 0);
+  const server = await startDnsServer({ synthetic: Deno.args.includes("--synthetic"), latency });
+  console.log(JSON.stringify({ port: server.nameserver.port }));
+  for await (const _ of Deno.stdin.readable) {
+    // Serve until the parent closes our standard input.
+  }
+  console.error(JSON.stringify({ queries: server.queries }));
+  await server.close();
+}
