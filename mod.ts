@@ -35,6 +35,7 @@ export {
   type ExceptionStream,
   getHub,
   Hub,
+  type HubResolver,
   idle,
   iwait,
   type Linkable,

@@ -469,3 +469,10 @@ Deno.test("a blocking call inside a greenlet lets the others run", async () => {
   assert.deepEqual(order.slice(0, 2), ["reading", "writing"]);
   assert.ok(order.includes("read x"));
 });
+
+Deno.test("mod.ts exports this module as the namespace socket", async () => {
+  const mod = await import("../mod.ts");
+  assert.equal(mod.socket.gethostbyname, (await import("../socket.ts")).gethostbyname);
+  assert.equal(mod.socket.createConnection, createConnection);
+  assert.equal(mod.socket.SocketTimeout, SocketTimeout);
+});
