@@ -36,7 +36,11 @@ function option(name: string, fallback: number): number {
 }
 
 /** Cached lookups through `resolver.gethostbyname` (or `socket.gethostbyname`). */
-async function cachedLookups(ops: number, viaSocket: boolean): Promise<number> {
+async function cachedLookups(
+  ops: number,
+  viaSocket: boolean,
+  b?: Deno.BenchContext,
+): Promise<number> {
   await using server = await startDnsServer({ records: RECORDS });
   const resolver = new Resolver({ nameservers: [server.nameserver], cache: true });
   const hub = getHub();
@@ -45,9 +49,12 @@ async function cachedLookups(ops: number, viaSocket: boolean): Promise<number> {
   try {
     for (const name of NAMES) await resolver.gethostbyname(name); // fill the cache
     const lookup = viaSocket ? socket.gethostbyname : (h: string) => resolver.gethostbyname(h);
+    b?.start();
     const t0 = performance.now();
     for (let i = 0; i < ops; i++) await lookup(NAMES[i % 3]);
-    return ops / ((performance.now() - t0) / 1000);
+    const seconds = (performance.now() - t0) / 1000;
+    b?.end();
+    return ops / seconds;
   } finally {
     hub.resolver = saved;
     resolver.close();
@@ -111,7 +118,7 @@ async function startServerProcess(latency: number): Promise<ServerProcess> {
 }
 
 /** 1,000 concurrent lookups of distinct names, in greenlets, through the hub's resolver. */
-async function libBurst(count: number, latency: number): Promise<Burst> {
+async function libBurst(count: number, latency: number, b?: Deno.BenchContext): Promise<Burst> {
   const server = await startServerProcess(latency);
   const resolver = new Resolver({ nameservers: [server.nameserver] });
   const hub = getHub();
@@ -134,9 +141,10 @@ async function libBurst(count: number, latency: number): Promise<Burst> {
 }
 
 /** The raw baseline: the same queries with `Deno.resolveDns` and `Promise.allSettled`. */
-async function rawBurst(count: number, latency: number): Promise<Burst> {
+async function rawBurst(count: number, latency: number, b?: Deno.BenchContext): Promise<Burst> {
   const server = await startServerProcess(latency);
   try {
+    b?.start();
     const t0 = performance.now();
     const results = await Promise.allSettled(
       Array.from(
@@ -145,6 +153,7 @@ async function rawBurst(count: number, latency: number): Promise<Burst> {
       ),
     );
     const ms = performance.now() - t0;
+    b?.end();
     return { ms, errors: results.filter((r) => r.status === "rejected").length };
   } finally {
     await server.close();
@@ -167,8 +176,8 @@ Deno.bench({
   group: "cached gethostbyname",
   n: 5,
   warmup: 1,
-  async fn() {
-    await cachedLookups(CACHED_OPS, false);
+  async fn(b) {
+    await cachedLookups(CACHED_OPS, false, b);
   },
 });
 
@@ -177,8 +186,8 @@ Deno.bench({
   group: "cached gethostbyname",
   n: 5,
   warmup: 1,
-  async fn() {
-    await cachedLookups(CACHED_OPS, true);
+  async fn(b) {
+    await cachedLookups(CACHED_OPS, true, b);
   },
 });
 
@@ -188,8 +197,8 @@ Deno.bench({
   baseline: true,
   n: 2,
   warmup: 1,
-  async fn() {
-    await rawBurst(1000, 50);
+  async fn(b) {
+    await rawBurst(1000, 50, b);
   },
 });
 
@@ -198,8 +207,8 @@ Deno.bench({
   group: "1,000 concurrent lookups, 50 ms latency",
   n: 2,
   warmup: 1,
-  async fn() {
-    await libBurst(1000, 50);
+  async fn(b) {
+    await libBurst(1000, 50, b);
   },
 });
 
