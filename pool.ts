@@ -759,6 +759,13 @@ function forgetConsumer(w: _Waiter<void>): void {
 }
 function noop(): void {}
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") &&
+    typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+// A worker runs items one after the other. A sync `fn` is not awaited: like a greenlet that
+// never blocks, the worker keeps the thread, and every 128th item it yields to the loop.
 async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Promise<void> {
   const me = getCurrent()!;
   const signal = me.signal;
@@ -768,7 +775,8 @@ async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Pro
     let status = VALUE;
     let value: unknown;
     try {
-      value = await fn(st.item);
+      value = fn(st.item);
+      if (isThenable(value)) value = await value;
     } catch (error) {
       if (signal.aborted) throw error; // the worker itself was killed
       status = ERROR;
@@ -788,22 +796,23 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
   _fn: AnyFn;
   _waiter: _Waiter<void> | undefined = undefined;
   #group: GroupBase;
-  #source: Iterator<A>;
+  #source: Iterator<A> | undefined;
+  #array: readonly A[] | undefined;
+  #arrayPos = 0;
   #ordered: boolean;
   #credits: number;
   #nextIndex = 0;
   #sourceDone = false;
   #halted = false;
   #workers = new Set<Greenlet<unknown>>();
-  // Ordered results: slot k holds index base + k.
-  #vals: unknown[] = [];
-  #stat: number[] = [];
-  #base = 0;
+  // Outcomes waiting to be yielded, in a ring indexed by position: the item's index (ordered)
+  // or the completion number (unordered). Positions in use always lie in
+  // [yieldIndex, nextIndex), so the ring grows before that window outgrows it.
+  #vals: unknown[] = new Array(256);
+  #stat: Uint8Array = new Uint8Array(256);
+  #mask = 255;
   #yieldIndex = 0;
-  // Unordered results: a FIFO.
-  #uVals: unknown[] = [];
-  #uStat: number[] = [];
-  #uHead = 0;
+  #doneCount = 0;
 
   constructor(
     group: GroupBase,
@@ -819,23 +828,58 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
     this.#group = group;
     this._fn = fn;
     this.#ordered = ordered;
-    this.#source = items[Symbol.iterator]();
+    if (Array.isArray(items) && items[Symbol.iterator] === Array.prototype[Symbol.iterator]) {
+      this.#array = items;
+    } else {
+      this.#source = items[Symbol.iterator]();
+    }
   }
 
   [Symbol.asyncIterator](): this {
     return this;
   }
 
+  #reserveIndex(): number {
+    if (this.#nextIndex - this.#yieldIndex > this.#mask) this.#grow();
+    return this.#nextIndex++;
+  }
+
+  #grow(): void {
+    const n = this.#mask + 1;
+    const vals: unknown[] = new Array(n * 2);
+    const stat = new Uint8Array(n * 2);
+    const mask = n * 2 - 1;
+    for (let p = this.#yieldIndex; p < this.#yieldIndex + n; p++) {
+      vals[p & mask] = this.#vals[p & this.#mask];
+      stat[p & mask] = this.#stat[p & this.#mask];
+    }
+    this.#vals = vals;
+    this.#stat = stat;
+    this.#mask = mask;
+  }
+
   /** Takes the next item for a worker; false when none may start now. */
   _take(st: WorkerState): boolean {
     if (this.#sourceDone || this.#credits <= 0) return false;
+    const array = this.#array;
+    if (array !== undefined) {
+      if (this.#arrayPos >= array.length) {
+        this.#sourceDone = true;
+        this.#wake();
+        return false;
+      }
+      st.item = array[this.#arrayPos++];
+      st.idx = this.#reserveIndex();
+      this.#credits--;
+      return true;
+    }
     let r: IteratorResult<A>;
     try {
-      r = this.#source.next();
+      r = this.#source!.next();
     } catch (error) {
       this.#sourceDone = true;
       this.#credits--;
-      this._deliver(this.#nextIndex++, ERROR, error);
+      this._deliver(this.#reserveIndex(), ERROR, error);
       return false;
     }
     if (r.done) {
@@ -843,23 +887,18 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
       this.#wake();
       return false;
     }
-    st.idx = this.#nextIndex++;
     st.item = r.value;
+    st.idx = this.#reserveIndex();
     this.#credits--;
     return true;
   }
 
   _deliver(idx: number, status: number, value: unknown): void {
-    if (this.#ordered) {
-      const k = idx - this.#base;
-      this.#vals[k] = value;
-      this.#stat[k] = status;
-      if (idx === this.#yieldIndex) this.#wake();
-    } else {
-      this.#uVals.push(value);
-      this.#uStat.push(status);
-      this.#wake();
-    }
+    const pos = this.#ordered ? idx : this.#doneCount++;
+    const k = pos & this.#mask;
+    this.#vals[k] = value;
+    this.#stat[k] = status;
+    if (pos === this.#yieldIndex) this.#wake();
   }
 
   #wake(): void {
@@ -898,39 +937,17 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
     }
   }
 
-  /** Takes the next ready outcome, if any: [status, value], or status 0. */
+  /** The status of the next outcome to yield; 0 if it is not there yet. */
   #ready(): number {
-    if (this.#ordered) {
-      const k = this.#yieldIndex - this.#base;
-      const s = this.#stat[k];
-      return s === undefined ? 0 : s;
-    }
-    return this.#uHead < this.#uStat.length ? this.#uStat[this.#uHead] : 0;
+    return this.#stat[this.#yieldIndex & this.#mask];
   }
 
   #consume(): unknown {
-    let value: unknown;
-    if (this.#ordered) {
-      const k = this.#yieldIndex - this.#base;
-      value = this.#vals[k];
-      this.#vals[k] = undefined;
-      this.#stat[k] = 0;
-      this.#yieldIndex++;
-      if (k >= 1023 && 2 * k >= this.#stat.length) {
-        this.#vals.splice(0, k + 1);
-        this.#stat.splice(0, k + 1);
-        this.#base += k + 1;
-      }
-    } else {
-      const h = this.#uHead++;
-      value = this.#uVals[h];
-      this.#uVals[h] = undefined;
-      if (this.#uHead === this.#uStat.length) {
-        this.#uVals.length = 0;
-        this.#uStat.length = 0;
-        this.#uHead = 0;
-      }
-    }
+    const k = this.#yieldIndex & this.#mask;
+    const value = this.#vals[k];
+    this.#vals[k] = undefined;
+    this.#stat[k] = 0;
+    this.#yieldIndex++;
     this.#credits++;
     return value;
   }
@@ -977,7 +994,7 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
     if (!this.#sourceDone) {
       this.#sourceDone = true;
       try {
-        this.#source.return?.();
+        this.#source?.return?.();
       } catch {
         // The source's cleanup failing does not stop ours.
       }

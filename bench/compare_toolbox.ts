@@ -16,6 +16,8 @@
  * with `apt-get install -y python3-gevent`), the script says so and uses the reference medians
  * of `<anchors>/gevent/results.json` instead.
  *
+ * The workload functions are exported for `bench/queue_bench.ts` and `bench/pool_bench.ts`.
+ *
  * @module
  */
 
@@ -53,7 +55,7 @@ async function seconds(n: number, fn: (n: number) => Promise<void>): Promise<num
 // The workloads: the shape of gevent's bench.py.
 
 /** A producer putting 0..n-1 and a consumer summing them, as bench.py's `_bench_queue`. */
-async function libQueue(maxsize: number | undefined, n: number): Promise<void> {
+export async function libQueue(maxsize: number | undefined, n: number): Promise<void> {
   const q = new Queue<number>(maxsize);
   const consumer = spawn(async () => {
     let s = 0;
@@ -68,7 +70,7 @@ async function libQueue(maxsize: number | undefined, n: number): Promise<void> {
 }
 
 /** The least a bounded queue of one needs with bare promises: a slot and two resolvers. */
-async function rawBounded1(n: number): Promise<void> {
+export async function rawBounded1(n: number): Promise<void> {
   let slot: number | undefined;
   let full = false;
   let notEmpty: PromiseWithResolvers<void> | undefined;
@@ -98,7 +100,7 @@ async function rawBounded1(n: number): Promise<void> {
 }
 
 /** Bare promises doing the same awaits as the unbounded queue: one per put, one per get. */
-async function rawUnbounded(n: number): Promise<void> {
+export async function rawUnbounded(n: number): Promise<void> {
   const items: number[] = [];
   let head = 0;
   let waiting: PromiseWithResolvers<void> | undefined;
@@ -123,7 +125,7 @@ async function rawUnbounded(n: number): Promise<void> {
 
 const identity = (x: number): number => x;
 
-async function libImap(n: number): Promise<void> {
+export async function libImap(n: number): Promise<void> {
   const pool = new Pool(IMAP_POOL);
   let total = 0;
   let count = 0;
@@ -135,7 +137,7 @@ async function libImap(n: number): Promise<void> {
 }
 
 /** An ordered map with at most `IMAP_POOL` calls at once, in bare promises. */
-async function rawImap(n: number): Promise<void> {
+export async function rawImap(n: number): Promise<void> {
   const results = new Array<number>(n);
   let next = 0;
   const worker = async () => {
@@ -152,7 +154,7 @@ async function rawImap(n: number): Promise<void> {
   check(total === n * (n - 1) / 2, "every call returned");
 }
 
-async function pMapImap(n: number): Promise<void> {
+export async function pMapImap(n: number): Promise<void> {
   const results = await pMap(range(n), identity, { concurrency: IMAP_POOL });
   let total = 0;
   for (const r of results) total += r;
@@ -163,7 +165,7 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-async function libSemaphore(n: number): Promise<void> {
+export async function libSemaphore(n: number): Promise<void> {
   const sem = new Semaphore(1);
   const g = spawn(async () => {
     for (let i = 0; i < n; i++) {
@@ -175,7 +177,7 @@ async function libSemaphore(n: number): Promise<void> {
   check(g.successful() && sem.counter === 1, "every acquire succeeded");
 }
 
-async function rawSemaphore(n: number): Promise<void> {
+export async function rawSemaphore(n: number): Promise<void> {
   let counter = 1;
   const acquire = (): Promise<boolean> => {
     counter--;

@@ -382,3 +382,42 @@ Deno.test("Pool capacity is validated", async (t) => {
     await assert.rejects(p!, TypeError);
   });
 });
+
+Deno.test("imap and imapUnordered handle many items from arrays and generators", async (t) => {
+  const N = 5_000;
+  function* numbers(): Generator<number> {
+    for (let i = 0; i < N; i++) yield i;
+  }
+  for (const [name, items] of [["array", [...numbers()]], ["generator", numbers()]] as const) {
+    await t.step(`imap over an ${name} keeps the order`, async () => {
+      const pool = new Pool(7);
+      let expected = 0;
+      for await (const v of pool.imap((x: number) => x * 2, items)) {
+        assert.equal(v, expected * 2);
+        expected++;
+      }
+      assert.equal(expected, N);
+    });
+  }
+  await t.step("imapUnordered yields every result once", async () => {
+    const pool = new Pool(7);
+    const seen = new Set<number>();
+    for await (
+      const v of pool.imapUnordered(async (x: number) => {
+        if (x % 3 === 0) await sleep(0);
+        return x;
+      }, numbers())
+    ) seen.add(v);
+    assert.equal(seen.size, N);
+  });
+  await t.step("an error thrown by the items' iterator rejects one step", async () => {
+    function* broken(): Generator<number> {
+      yield 1;
+      throw new EvalError("source broke");
+    }
+    const it = new Group().imap((x: number) => x, broken());
+    assert.deepEqual(await it.next(), { value: 1, done: false });
+    await assert.rejects(it.next(), EvalError);
+    assert.equal((await it.next()).done, true);
+  });
+});
