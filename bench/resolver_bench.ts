@@ -125,6 +125,7 @@ async function libBurst(count: number, latency: number, b?: Deno.BenchContext): 
   const saved = hub.resolver;
   hub.resolver = resolver;
   try {
+    b?.start();
     const t0 = performance.now();
     const jobs = Array.from(
       { length: count },
@@ -132,6 +133,7 @@ async function libBurst(count: number, latency: number, b?: Deno.BenchContext): 
     );
     await joinAll(jobs);
     const ms = performance.now() - t0;
+    b?.end();
     return { ms, errors: jobs.filter((j) => !j.successful()).length };
   } finally {
     hub.resolver = saved;
