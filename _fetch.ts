@@ -16,36 +16,51 @@ import { currentSignal } from "./greenlet.ts";
 
 const BODY_METHODS = ["arrayBuffer", "blob", "bytes", "formData", "json", "text"] as const;
 
-/** Makes the body reads of `res` blocking calls of whichever greenlet reads. */
-function wrapResponse(res: Response): Response {
-  for (const name of BODY_METHODS) {
-    const method = (res as unknown as Record<string, () => Promise<unknown>>)[name];
-    if (typeof method !== "function") continue;
-    Object.defineProperty(res, name, {
-      configurable: true,
-      writable: true,
-      value: function (): Promise<unknown> {
-        if (!_cooperative()) return method.call(res);
-        return _blocking(() => method.call(res));
-      },
-    });
-  }
-  const clone = res.clone;
-  Object.defineProperty(res, "clone", {
+type BodyMethod = (this: Response) => Promise<unknown>;
+
+const bodyGetter = Object.getOwnPropertyDescriptor(Response.prototype, "body")!.get!;
+const bodies = new WeakMap<Response, ReadableStream<Uint8Array<ArrayBuffer>> | null>();
+
+/**
+ * The prototype of the responses of a patched `fetch`: `Response.prototype` with cooperative
+ * body readers in front. One shared object, so every such response has the same shape
+ * (`instanceof Response` and `constructor` are unchanged).
+ */
+const COOPERATIVE: Response = Object.create(Response.prototype);
+for (const name of BODY_METHODS) {
+  const method = (Response.prototype as unknown as Record<string, BodyMethod>)[name];
+  Object.defineProperty(COOPERATIVE, name, {
     configurable: true,
     writable: true,
-    value: (): Response => wrapResponse(clone.call(res)),
-  });
-  const getBody = Object.getOwnPropertyDescriptor(Response.prototype, "body")!.get!;
-  let body: ReadableStream<Uint8Array<ArrayBuffer>> | null | undefined;
-  Object.defineProperty(res, "body", {
-    configurable: true,
-    get(): ReadableStream<Uint8Array<ArrayBuffer>> | null {
-      if (body !== undefined) return body;
-      const inner = getBody.call(res) as ReadableStream<Uint8Array<ArrayBuffer>> | null;
-      return body = inner === null ? null : cooperativeBody(inner);
+    value: function (this: Response): Promise<unknown> {
+      if (!_cooperative()) return method.call(this);
+      return _blocking(() => method.call(this));
     },
   });
+}
+Object.defineProperty(COOPERATIVE, "clone", {
+  configurable: true,
+  writable: true,
+  value: function (this: Response): Response {
+    return wrapResponse(Response.prototype.clone.call(this));
+  },
+});
+Object.defineProperty(COOPERATIVE, "body", {
+  configurable: true,
+  get(this: Response): ReadableStream<Uint8Array<ArrayBuffer>> | null {
+    let body = bodies.get(this);
+    if (body === undefined) {
+      const inner = bodyGetter.call(this) as ReadableStream<Uint8Array<ArrayBuffer>> | null;
+      body = inner === null ? null : cooperativeBody(inner);
+      bodies.set(this, body);
+    }
+    return body;
+  },
+});
+
+/** Makes the body reads of `res` blocking calls of whichever greenlet reads. */
+function wrapResponse(res: Response): Response {
+  Object.setPrototypeOf(res, COOPERATIVE);
   return res;
 }
 
@@ -74,7 +89,7 @@ function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
     const own = currentSignal();
     const theirs = init?.signal ?? (input instanceof Request ? input.signal : undefined);
     const options: RequestInit = { ...init, signal: _combine(own, theirs) };
-    return _blocking(() => original(input, options)).then(wrapResponse);
+    return _blocking(() => original(input, options).then(wrapResponse));
   } as typeof globalThis.fetch;
 }
 

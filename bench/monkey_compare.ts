@@ -1,0 +1,153 @@
+/**
+ * Patched vs original, side by side in one process: what `monkey.patchAll()` costs unaware
+ * code running inside a greenlet (outside greenlets the patched functions pass straight
+ * through).
+ *
+ * Workloads, all on loopback, each run by one greenlet:
+ * - `fetch`: a local HTTP/1.1 request (keep-alive) and reading its 4-byte body with `text()`;
+ * - `Deno.connect`: a 64-byte echo round trip (`write` then `read`) on one connection;
+ * - `Deno.resolveDns`: an `A` query with an explicit `nameServer` (so both sides send it).
+ *
+ * ```sh
+ * deno run -A bench/monkey_compare.ts [--rounds=150] [--http=100] [--echo=1000] [--dns=50]
+ * ```
+ *
+ * Loopback timings on a shared machine vary by 10-20% from one run to the next, far more
+ * than the overhead measured, so the workload is cut into small batches and the original and
+ * patched batches alternate (the order flips every round) over many rounds, after a warm-up
+ * of each; the table shows the median time per operation of each side and the ratio
+ * patched / original (target: at most 1.10). The control row runs the original against itself
+ * the same way: its distance from 1.000 is the noise of the measurement.
+ *
+ * @module
+ */
+
+import { type Greenlet, spawn } from "../greenlet.ts";
+import { getOriginal, patchAll, unpatchAll } from "../monkey.ts";
+import { startHttpServer } from "../tests/_http_server.ts";
+import { startDnsServer } from "../tests/_dns_server.ts";
+
+function option(name: string, fallback: number): number {
+  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? fallback : Number(arg.slice(name.length + 3));
+}
+
+const ROUNDS = option("rounds", 150);
+const HTTP_N = option("http", 100);
+const ECHO_N = option("echo", 1000);
+const DNS_N = option("dns", 50);
+
+/** Runs `fn` in a greenlet and returns microseconds per operation. */
+async function timed(n: number, fn: () => Promise<void>): Promise<number> {
+  const g: Greenlet<number> = spawn(async () => {
+    const t0 = performance.now();
+    await fn();
+    return (performance.now() - t0) * 1000 / n;
+  });
+  return await g.get() as number;
+}
+
+const http = startHttpServer();
+const url = `${http.origin}/fast`;
+async function httpWork(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(url);
+    if (await res.text() !== "fast") throw new Error("bad body");
+  }
+}
+
+// A raw echo server on the original functions, outside every greenlet.
+const listener = getOriginal(Deno, "listen")({ hostname: "127.0.0.1", port: 0 });
+const echoLoop = (async () => {
+  for await (const conn of listener) {
+    (async () => {
+      const buf = new Uint8Array(4096);
+      try {
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          let off = 0;
+          while (off < n) off += await conn.write(buf.subarray(off, n));
+        }
+      } catch {
+        // Closed.
+      } finally {
+        conn.close();
+      }
+    })();
+  }
+})();
+async function echoWork(n: number): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  conn.setNoDelay(true);
+  const msg = new Uint8Array(64).fill(7);
+  const buf = new Uint8Array(64);
+  try {
+    for (let i = 0; i < n; i++) {
+      await conn.write(msg);
+      let got = 0;
+      while (got < 64) {
+        const k = await conn.read(buf.subarray(got));
+        if (k === null) throw new Error("echo closed");
+        got += k;
+      }
+    }
+  } finally {
+    conn.close();
+  }
+}
+
+const dns = await startDnsServer({ records: { "svc.test": { A: ["10.0.0.7"] } } });
+async function dnsWork(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await Deno.resolveDns("svc.test", "A", { nameServer: dns.nameserver });
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+const rows: [string, (n: number) => Promise<void>, number, boolean][] = [
+  ["control: fetch vs itself", httpWork, HTTP_N, false],
+  ["fetch + text(), local HTTP", httpWork, HTTP_N, true],
+  ["Deno.connect 64-byte echo", echoWork, ECHO_N, true],
+  ["Deno.resolveDns A (nameServer)", dnsWork, DNS_N, true],
+];
+
+console.log(`${ROUNDS} rounds of alternating batches (median), one greenlet per batch`);
+console.log(
+  `${"workload".padEnd(32)} ${"original us/op".padStart(15)} ${"patched us/op".padStart(14)} ${
+    "ratio".padStart(6)
+  }`,
+);
+try {
+  for (const [name, work, n, patch] of rows) {
+    const patchAllIf = (): void => patch ? patchAll() : undefined;
+    const original: number[] = [];
+    const patched: number[] = [];
+    await timed(n, () => work(n));
+    patchAllIf();
+    await timed(n, () => work(n));
+    unpatchAll();
+    for (let r = 0; r < ROUNDS; r++) {
+      // Alternate which goes first, so neither always runs on a warmer (or dirtier) heap.
+      if (r % 2 === 0) original.push(await timed(n, () => work(n)));
+      patchAllIf();
+      try {
+        patched.push(await timed(n, () => work(n)));
+      } finally {
+        unpatchAll();
+      }
+      if (r % 2 === 1) original.push(await timed(n, () => work(n)));
+    }
+    const o = median(original);
+    const p = median(patched);
+    console.log(
+      `${name.padEnd(32)} ${o.toFixed(2).padStart(15)} ${p.toFixed(2).padStart(14)} ${
+        (p / o).toFixed(3).padStart(6)
+      }`,
+    );
+  }
+} finally {
+  await http.close();
+  listener.close();
+  await echoLoop;
+  await dns.close();
+}
