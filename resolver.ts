@@ -486,7 +486,10 @@ export class Resolver {
     return entry[0] ?? target;
   }
 
-  /** Stops every lookup in progress (they fail with `EAI_FAIL`) and drops the cache. */
+  /**
+   * Stops every lookup in progress (they fail with a `SocketError`, code `EBADF`) and drops
+   * the cache; later lookups that need a query fail the same way.
+   */
   close(): void {
     this.#closed = true;
     for (const ctl of this.#active) ctl.abort(new SocketError("Resolver closed", "EBADF"));
