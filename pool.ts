@@ -765,7 +765,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 // A worker runs items one after the other. A sync `fn` is not awaited: like a greenlet that
-// never blocks, the worker keeps the thread, and every 128th item it yields to the loop.
+// never blocks, the worker keeps the thread; every 1024th item (a count shared with the queues
+// and locks) it yields to the loop.
 async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Promise<void> {
   const me = getCurrent()!;
   const signal = me.signal;

@@ -10,7 +10,7 @@
  *
  * Caveat: a `get` or `put` that does not have to wait settles at once, without a switch, like
  * gevent's. So that a producer and a consumer that never wait cannot starve timers and I/O
- * (awaiting a settled promise does not yield to them), every 128th such call goes through the
+ * (awaiting a settled promise does not yield to them), every 1024th such call goes through the
  * loop's run queue first, as `sleep(0)` does.
  *
  * @module
@@ -117,7 +117,7 @@ export interface ShutdownOptions {
 // ---------------------------------------------------------------------------------------------
 // Yielding: calls that settle without waiting still pass through the loop now and then.
 
-const YIELD_EVERY = 128;
+const YIELD_EVERY = 1024;
 let ops = 0;
 
 /** @ignore Counts a call that would settle at once; true when it should yield first. */
