@@ -421,3 +421,35 @@ Deno.test("imap and imapUnordered handle many items from arrays and generators",
     assert.equal((await it.next()).done, true);
   });
 });
+
+Deno.test("mod.ts re-exports the queues, locks, pools and Local", async () => {
+  const mod = await import("../mod.ts");
+  const names = [
+    "BoundedSemaphore",
+    "Channel",
+    "Empty",
+    "Full",
+    "Group",
+    "GroupBase",
+    "Hold",
+    "LifoQueue",
+    "Local",
+    "Lock",
+    "Pool",
+    "PoolFull",
+    "PriorityQueue",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "ShutDown",
+    "SimpleQueue",
+  ];
+  for (const name of names) {
+    assert.equal(typeof (mod as Record<string, unknown>)[name], "function", name);
+  }
+  for (const E of [mod.Empty, mod.Full, mod.ShutDown, mod.PoolFull]) {
+    const e = new E();
+    assert.ok(e instanceof Error);
+    assert.equal(e.name, E.name);
+  }
+});
