@@ -453,3 +453,17 @@ Deno.test("mod.ts re-exports the queues, locks, pools and Local", async () => {
     assert.equal(e.name, E.name);
   }
 });
+
+Deno.test("Pool: kill() interrupts a spawn waiting for a slot, which takes no slot", async () => {
+  const pool = new Pool(1);
+  const gate = new Event();
+  await pool.spawn(() => gate.wait());
+  let ran = false;
+  const spawner = spawn(() => pool.spawn(() => ran = true));
+  await idle();
+  await spawner.kill();
+  gate.set();
+  await pool.join();
+  assert.equal(ran, false);
+  assert.equal(pool.freeCount(), 1);
+});
