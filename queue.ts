@@ -3,10 +3,12 @@
  * {@linkcode PriorityQueue}, {@linkcode LifoQueue} and the unbuffered {@linkcode Channel}.
  *
  * Scheduling contracts, as in gevent: waiting getters and putters are served in the order they
- * began waiting; a `put` that finds a getter waiting hands the item straight to it (one switch
- * per item); a `get` that frees room in a full queue moves the first waiting putter's item in
- * and wakes that putter. Every waiting call is a blocking call: `kill()` and `Timeout` interrupt
- * it, and a getter or putter interrupted that way never takes or leaves an item.
+ * began waiting, and they have first claim: an item put while a getter waits is promised to
+ * that getter, and room freed while a putter waits is promised to that putter, so a later
+ * call cannot overtake them (not even `getNowait`/`putNowait`). The hand-over itself happens
+ * one microtask later, as gevent's does on the hub's next turn: one wake-up per item, and a
+ * waiter interrupted meanwhile by `kill()` or `Timeout` just drops out, never taking or
+ * leaving an item.
  *
  * Caveat: a `get` or `put` that does not have to wait settles at once, without a switch, like
  * gevent's. So that a producer and a consumer that never wait cannot starve timers and I/O
@@ -414,29 +416,25 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     for (const w of this._peekers.drain()) w._wake(item);
   }
 
-  /** Takes the next item; refills from the first waiting putter. The queue is not empty. */
+  /** Takes the next item (the queue is not empty); waiting putters are let in afterwards. */
   #take(): T {
     const item = this._get();
-    if (this._putters.live > 0) {
-      const w = this._putters.shift();
-      if (w !== undefined) {
-        const next = this._putters.item as T;
-        this._putters.item = undefined;
-        this.#enter(next);
-        w._wake(undefined);
-      }
-    }
+    if (this._putters.live > 0) this.#scheduleUnlock();
     return item;
   }
 
-  /** Puts an item that found room (no getter is waiting). */
+  /** Puts an item that found room. */
   #enter(item: T): void {
     if (this._peekers.live > 0) this.#feedPeekers(item);
     this._put(item);
     this._unfinished++;
   }
 
-  /** Queues the wake-up of waiting getters (they have first claim on the queued items). */
+  /**
+   * Queues the hand-over to waiting getters and putters, as gevent's `_schedule_unlock`: they
+   * have first claim on the queued items and on the free room, in FIFO order. Until it runs
+   * (one microtask later), a waiter interrupted by kill or Timeout simply drops out.
+   */
   #scheduleUnlock(): void {
     if (this.#unlockQueued) return;
     this.#unlockQueued = true;
@@ -445,10 +443,21 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
 
   #unlock = (): void => {
     this.#unlockQueued = false;
-    while (this._getters.live > 0 && this._qsize() > 0) {
-      const w = this._getters.shift();
-      if (w === undefined) break;
-      w._wake(this.#take());
+    for (;;) {
+      while (this._putters.live > 0 && this._qsize() < this.#maxsize) {
+        const w = this._putters.shift();
+        if (w === undefined) break;
+        const item = this._putters.item as T;
+        this._putters.item = undefined;
+        this.#enter(item);
+        w._wake(undefined);
+      }
+      if (this._getters.live === 0 || this._qsize() === 0) break;
+      while (this._getters.live > 0 && this._qsize() > 0) {
+        const w = this._getters.shift();
+        if (w === undefined) break;
+        w._wake(this._get());
+      }
     }
     if (this.#shutdown && this._qsize() === 0) {
       for (const w of this._getters.drain()) w._fail(new ShutDown());
@@ -477,7 +486,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
       timeout = options.timeout;
     }
     if (this.#shutdown) return Promise.reject(new ShutDown());
-    if (this._qsize() < this.#maxsize) {
+    if (this._qsize() < this.#maxsize && this._putters.live === 0) {
       if (block && _mustYield()) return this.#putLater(item, options);
       this.#enter(item);
       if (this._getters.live > 0) this.#scheduleUnlock();
@@ -490,6 +499,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     w._onCancel = forgetPutter;
     this._putters.push(w, item);
     w._arm(timeout, putTimedOut);
+    if (this._qsize() < this.#maxsize) this.#scheduleUnlock();
     return w.promise;
   }
 
@@ -502,12 +512,12 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * Puts an item without waiting.
    *
    * @param item The item.
-   * @throws {Full} If the queue is full.
+   * @throws {Full} If the queue is full, or putters are waiting for the room.
    * @throws {ShutDown} If the queue was shut down.
    */
   putNowait(item: T): void {
     if (this.#shutdown) throw new ShutDown();
-    if (this._qsize() >= this.#maxsize) throw new Full();
+    if (this._qsize() >= this.#maxsize || this._putters.live > 0) throw new Full();
     this.#enter(item);
     if (this._getters.live > 0) this.#scheduleUnlock();
   }

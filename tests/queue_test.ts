@@ -431,3 +431,36 @@ Deno.test("Channel async iteration yields what is put", async () => {
   await producer.join();
   assert.deepEqual(seen, [1, 2, 3]);
 });
+
+Deno.test("Queue: room freed for a waiting putter is not taken by a later put", async () => {
+  const q = new Queue<string>(1);
+  q.putNowait("a");
+  const putter = spawn(() => q.put("b"));
+  await idle();
+  assert.equal(q.getNowait(), "a");
+  assert.throws(() => q.putNowait("c"), Full);
+  await putter.join();
+  assert.equal(q.getNowait(), "b");
+});
+
+Deno.test("Queue: a putter killed before its hand-over leaves no item", async () => {
+  const q = new Queue<string>(1);
+  q.putNowait("a");
+  const putter = spawn(() => q.put("b"));
+  await idle();
+  assert.equal(q.getNowait(), "a"); // the room is promised to the putter...
+  const killed = putter.kill(); // ...which is killed before the hand-over
+  await killed;
+  assert.equal(q.qsize(), 0);
+  assert.throws(() => q.getNowait(), Empty);
+  assert.equal(q.unfinishedTasks, 1);
+});
+
+Deno.test("Queue: a getter killed before its hand-over takes no item", async () => {
+  const q = new Queue<string>();
+  const getter = spawn(() => q.get());
+  await idle();
+  q.putNowait("x"); // promised to the getter...
+  await getter.kill(); // ...which is killed before the hand-over
+  assert.equal(q.getNowait(), "x");
+});
