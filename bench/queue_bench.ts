@@ -46,7 +46,7 @@ Deno.bench({
 });
 
 Deno.bench({
-  name: `raw promises: one await per put and per get, ${ITEMS.toLocaleString("en-US")} items`,
+  name: `raw promises: the same awaits without a queue, ${ITEMS.toLocaleString("en-US")} items`,
   group: "queue_unbounded",
   n: 20,
   warmup: 5,
