@@ -120,12 +120,12 @@ export interface ShutdownOptions {
 // Yielding: calls that settle without waiting still pass through the loop now and then.
 
 const YIELD_EVERY = 1024;
-let ops = 0;
+const counter = { ops: 0 };
 
 /** @ignore Counts a call that would settle at once; true when it should yield first. */
 export function _mustYield(): boolean {
-  if (++ops < YIELD_EVERY) return false;
-  ops = 0;
+  if (++counter.ops < YIELD_EVERY) return false;
+  counter.ops = 0;
   return !_inHub();
 }
 
