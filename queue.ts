@@ -300,9 +300,9 @@ class Ring<T> {
  * A FIFO queue between greenlets, bounded by `maxsize` (unbounded by default), without
  * `taskDone`/`join` (see {@linkcode Queue} for those).
  *
- * Waiting getters and putters are served first come, first served. A `put` that finds a getter
- * waiting hands the item straight to it. Iterating the queue with `for await` gets items until
- * the queue is shut down and empty.
+ * Waiting getters and putters are served first come, first served: an item put while a getter
+ * waits goes to that getter (one wake-up), room freed while a putter waits goes to that putter.
+ * Iterating the queue with `for await` gets items until the queue is shut down and empty.
  *
  * @typeParam T The type of the items.
  *
