@@ -108,6 +108,15 @@ function warnOnce(what: string): void {
   );
 }
 
+function checkTarget(target: unknown, name: unknown, named: boolean): void {
+  if (target === null || (typeof target !== "object" && typeof target !== "function")) {
+    throw new TypeError(`'target' must be an object: current value is ${describe(target)}`);
+  }
+  if (named && typeof name !== "string") {
+    throw new TypeError(`'name' must be a string: current value is ${describe(name)}`);
+  }
+}
+
 function find(target: object, name: string): Installed | undefined {
   for (const p of installed) if (p.target === target && p.name === name) return p;
   return undefined;
@@ -338,6 +347,7 @@ export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
  * @param target The object holding the global (`Deno`, `globalThis`, a module's default).
  * @param name The property name.
  * @returns `true` if this module replaced it and it is not restored yet.
+ * @throws {TypeError} If `target` is not an object or `name` is not a string.
  *
  * @example
  * ```ts
@@ -355,6 +365,7 @@ export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
  * ```
  */
 export function isPatched(target: object, name?: string): boolean {
+  checkTarget(target, name, name !== undefined);
   if (name === undefined) return installed.some((p) => p.target === target);
   return find(target, name) !== undefined;
 }
@@ -368,6 +379,7 @@ export function isPatched(target: object, name?: string): boolean {
  * @param target The object holding the global.
  * @param name The property name.
  * @returns The original value.
+ * @throws {TypeError} If `target` is not an object or `name` is not a string.
  *
  * @example
  * ```ts
@@ -389,6 +401,7 @@ export function getOriginal<T extends object, K extends keyof T & string>(
   target: T,
   name: K,
 ): T[K] {
+  checkTarget(target, name, true);
   const p = find(target, name);
   return p === undefined ? target[name] : p.original as T[K];
 }

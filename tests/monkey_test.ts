@@ -21,6 +21,7 @@ import * as unaware from "./_unaware.ts";
 import { startHttpServer } from "./_http_server.ts";
 import { startDnsServer } from "./_dns_server.ts";
 import { captureReports } from "./_helpers.ts";
+import { hasOpenssl, selfSignedCert } from "./_tls.ts";
 
 /** Patches everything for the duration of one test; `using` restores the globals. */
 function patched(options?: Parameters<typeof patchAll>[0]): Disposable {
@@ -132,6 +133,8 @@ Deno.test("patchAll() and patchSubprocess() reject bad options with TypeError/Ra
   assert.throws(() => patchAll({ fetch: "yes" as never }), /'fetch' must be a boolean/);
   assert.throws(() => patchSubprocess({ killGrace: -1 }), RangeError);
   assert.throws(() => patchSubprocess({ killGrace: "1" as never }), TypeError);
+  assert.throws(() => isPatched(null as never), /'target' must be an object/);
+  assert.throws(() => getOriginal(Deno, 7 as never), /'name' must be a string/);
   assert.ok(!isPatched(Deno));
 });
 
@@ -559,6 +562,69 @@ Deno.test("node:net default export: a socket made in a killed greenlet is destro
   } finally {
     server.close();
   }
+});
+
+Deno.test("a TLS handshake with a silent peer is cut off by withTimeout", async () => {
+  const server = silentTcpServer();
+  try {
+    using _ = patched();
+    const outcome = await withTimeout(100, async () => {
+      const conn = await Deno.connectTls({ hostname: "127.0.0.1", port: server.port });
+      try {
+        await conn.handshake();
+      } finally {
+        conn.close(); // harmless after the interruption closed it
+      }
+    }).catch((e) => e);
+    assert.ok(outcome instanceof Timeout, String(outcome));
+    // Deno limitation: closing a TlsConn during its handshake rejects the handshake
+    // (Interrupted) but leaves the TCP connection open, so the server sees no close here.
+    await server.accepted();
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test({
+  name: "patched listenTls/connectTls/startTls talk TLS inside greenlets",
+  ignore: !await hasOpenssl(),
+  async fn() {
+    const { cert, key } = await selfSignedCert();
+    using _ = patched();
+    const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
+    try {
+      const echo = spawn(async () => {
+        for (let i = 0; i < 2; i++) {
+          const conn = await listener.accept();
+          const buf = new Uint8Array(64);
+          const n = await conn.read(buf);
+          await conn.write(buf.subarray(0, n ?? 0));
+          conn.close();
+        }
+      });
+      const client = spawn(async () => {
+        const port = listener.addr.port;
+        const enc = new TextEncoder();
+        const out: string[] = [];
+        const a = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [cert] });
+        await a.handshake();
+        await a.write(enc.encode("direct"));
+        const buf = new Uint8Array(64);
+        out.push(new TextDecoder().decode(buf.subarray(0, await a.read(buf) ?? 0)));
+        a.close();
+        const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+        const b = await Deno.startTls(tcp, { hostname: "127.0.0.1", caCerts: [cert] });
+        await b.write(enc.encode("upgraded"));
+        out.push(new TextDecoder().decode(buf.subarray(0, await b.read(buf) ?? 0)));
+        b.close();
+        return out;
+      });
+      assert.deepEqual(await client.get(), ["direct", "upgraded"]);
+      await echo.get();
+    } finally {
+      listener.close();
+    }
+  },
 });
 
 Deno.test("patchDns(), patchSocket() patch only their own area", () => {
