@@ -50,9 +50,9 @@ export class SocketError extends Error {
 
 /**
  * A name-resolution failure (gevent: `socket.gaierror`). `code` is one of `EAI_NONAME` (the
- * name does not exist, or is empty), `EAI_NODATA` (it exists but has no address of the wanted
- * family), `EAI_AGAIN` (no name server answered in time), `EAI_FAMILY` (wrong address family)
- * or `EAI_FAIL` (any other failure); `cause` is the Deno error.
+ * name does not exist, has no address of the wanted family, or is empty: Deno reports the
+ * first two alike), `EAI_AGAIN` (no name server answered in time), `EAI_FAMILY` (an IP
+ * literal of the other family) or `EAI_FAIL` (any other failure); `cause` is the Deno error.
  *
  * @example
  * ```ts
@@ -69,7 +69,7 @@ export class GaiError extends SocketError {
    * Creates the error.
    *
    * @param message What went wrong.
-   * @param code `EAI_NONAME`, `EAI_NODATA`, `EAI_AGAIN`, `EAI_FAMILY` or `EAI_FAIL`.
+   * @param code `EAI_NONAME`, `EAI_AGAIN`, `EAI_FAMILY` or `EAI_FAIL`.
    * @param options `cause`.
    */
   constructor(message: string, code: string, options: SocketErrorOptions = {}) {

@@ -175,10 +175,10 @@ const TIMED_OUT = Symbol("timed out");
  * `kill()` and `Timeout` interrupt. The hub owns one (`getHub().resolver`), which the
  * `socket` functions use; create your own to use other name servers, timeouts or a cache.
  *
- * Failures are {@linkcode GaiError}s: `EAI_NONAME` for a name that does not exist (or an
- * empty one), `EAI_NODATA` for a name without an address of the wanted family, `EAI_AGAIN`
- * when no name server answered within `tries` x `timeout`, `EAI_FAIL` otherwise; `cause` is
- * Deno's error. A missing `--allow-net` gives `Deno.errors.NotCapable` naming the flag.
+ * Failures are {@linkcode GaiError}s: `EAI_NONAME` for a name that does not exist, has no
+ * address of the wanted family (Deno does not tell the two apart) or is empty, `EAI_AGAIN`
+ * when no name server answered within `tries` x `timeout`, `EAI_FAMILY` for an IP literal of
+ * the other family, `EAI_FAIL` otherwise; `cause` is Deno's error. A missing `--allow-net` gives `Deno.errors.NotCapable` naming the flag.
  *
  * @example
  * ```ts
@@ -349,10 +349,10 @@ export class Resolver {
       if (a.status === "rejected" && b.status === "rejected") {
         const ea = a.reason as GaiError;
         const eb = b.reason as GaiError;
-        // Prefer the more telling failure: a kill or timeout, then NONAME over NODATA.
+        // Prefer the more telling failure: a kill or a Timeout, then anything but FAMILY.
         if (!(ea instanceof GaiError)) throw ea;
         if (!(eb instanceof GaiError)) throw eb;
-        if (ea.code === "EAI_FAMILY" || ea.code === "EAI_NODATA") throw eb;
+        if (ea.code === "EAI_FAMILY") throw eb;
         throw ea;
       }
       if (a.status === "fulfilled") v4 = a.value;
