@@ -15,13 +15,28 @@
  *
  * Guarantees: outside any greenlet (and `withTimeout`) every patched function behaves exactly
  * like the original: same results, same errors, same types. Patching is idempotent;
- * {@linkcode unpatchAll} restores every original.
+ * {@linkcode unpatchAll} restores every original. The library's own I/O (`socket.ts`,
+ * `resolver.ts`) always uses the originals, so it never goes through a patch.
  *
  * What cannot be patched: names bound before patching (`const { connect } = Deno`),
  * named imports and `import * as` of `node:dns` / `node:net` (ES module bindings are
- * read-only; only the default export, which `require()` returns, is writable), and Deno's
- * own users of the network: `fetch`'s connection pool and name lookups, `node:http`,
- * `node:net` internals and `Deno.serve` never call the patched functions.
+ * read-only; only the default export, which `require()` returns, is writable), `node:dns`'s
+ * `promises` API and `new net.Socket().connect()`, and Deno's own users of the network:
+ * `fetch`'s connection pool and name lookups, `node:http`, `node:net` internals and
+ * `Deno.serve` never call the patched functions.
+ *
+ * Sharp edges:
+ * - "Outside any greenlet" includes a `Timeout` started at top level with `Timeout.start()`:
+ *   it does not reach patched calls. Use `withTimeout` (which gives the call a flow of its
+ *   own) or run the code in a greenlet.
+ * - A `Timeout` is an `Error`: code that catches every error and retries (`ky` retries
+ *   network errors by default) swallows it, and the retry runs without a limit. A kill stays
+ *   in force: the greenlet's signal stays aborted, so retries fail at once.
+ * - Closing a `TlsConn` during its handshake rejects the handshake but, in Deno, leaves the
+ *   TCP connection open: an interrupted TLS handshake does not release its socket.
+ * - A connection from a patched function wrapped in `socket.Socket` behaves like an unaware
+ *   one: an interrupted `recv` closes it. Use `socket.createConnection` for a socket whose
+ *   interrupted reads lose nothing.
  *
  * @example Unaware code under a timeout
  * ```ts
@@ -285,6 +300,12 @@ export function patchSocket(): void {
  * request and every read of the response body are blocking calls: a kill or Timeout rejects
  * the pending one with that exception, once (it is not thrown again at the next blocking
  * call, in a `finally`), and the request is aborted, which closes its connection.
+ * Responses keep their type (`instanceof Response`, `constructor === Response`); their
+ * prototype is a shared object in front of `Response.prototype` that holds the
+ * cooperative body readers. A response whose body is never read is still aborted, and its
+ * connection released, when the greenlet that fetched it is killed; so is one whose body is
+ * still unread when a later Timeout fires in that greenlet (`currentSignal()` semantics):
+ * read bodies promptly.
  *
  * @example
  * ```ts
