@@ -356,6 +356,9 @@ async function main(args: string[]): Promise<void> {
       gevent,
       geventSource,
       vsGevent: gevent === undefined ? undefined : gevent / m.lib,
+      vsReference: w.gevent === undefined || reference[w.gevent] === undefined
+        ? undefined
+        : reference[w.gevent].median / m.lib,
       vsRaw: m.lib / m.raw,
       vsPMap: m["p-map"] === undefined ? undefined : m["p-map"] / m.lib,
       perSecond: w.n / m.lib,
@@ -376,6 +379,7 @@ async function main(args: string[]): Promise<void> {
     "p-map",
     "gevent",
     "vs gevent",
+    "vs ref",
     "lib/raw",
     "items/s",
     "target",
@@ -390,6 +394,7 @@ async function main(args: string[]): Promise<void> {
       fmt(r.medians["p-map"]),
       r.geventSource === "results.json" ? `${fmt(r.gevent)} (ref)` : fmt(r.gevent),
       ratio(r.vsGevent),
+      ratio(r.vsReference),
       ratio(r.vsRaw),
       `${(r.perSecond / 1e6).toFixed(2)} M`,
       r.target,
@@ -402,6 +407,8 @@ async function main(args: string[]): Promise<void> {
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const l of lines.slice(1)) console.log(render(l));
   console.log("");
+  console.log("vs gevent: gevent / @x/gevent, both measured now; vs ref: the same against the");
+  console.log("reference median of results.json; lib/raw: @x/gevent / raw promises.");
   for (const r of rows) {
     const extra = r.vsPMap === undefined ? "" : `; p-map / lib = ${ratio(r.vsPMap)}`;
     console.log(`${r.workload}: ${r.title}${extra}`);
