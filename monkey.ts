@@ -334,7 +334,9 @@ export function patchFetch(): void {
  * milliseconds later if it is still running. `output()` and the child's `status` and
  * `output()` are blocking calls that settle only after the child exited, so a blocking
  * `kill()` returns once the child is gone. `new Deno.Command(...)` is still an instance of
- * the original class.
+ * the original class. `outputSync()` blocks the thread and cannot be interrupted. Inside a
+ * greenlet, `child.status` is a blocking call that a kill rejects (after the child exited):
+ * await it, or attach a rejection handler, rather than leave it dangling.
  *
  * @param options `killGrace` in milliseconds (default 1000).
  * @throws {TypeError} If `options` is not an object or `killGrace` not a number.
@@ -344,12 +346,13 @@ export function patchFetch(): void {
  * ```ts
  * import { patchSubprocess, unpatchAll } from "./monkey.ts";
  * import { spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
  * import assert from "node:assert/strict";
  *
  * patchSubprocess({ killGrace: 500 });
  * try {
  *   const g = spawn(() => new Deno.Command("sleep", { args: ["30"] }).output());
- *   await new Promise((resolve) => setTimeout(resolve, 50)); // let it start
+ *   await sleep(0); // the greenlet starts and spawns the child
  *   await g.kill(); // SIGTERM; resolves once the child has exited
  *   assert.ok(g.dead);
  * } finally {

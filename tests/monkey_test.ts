@@ -200,6 +200,40 @@ Deno.test("outside any greenlet the patched functions behave like the originals"
   }
 });
 
+Deno.test("inside a greenlet the patched functions keep the originals' results and errors", async () => {
+  const server = startHttpServer();
+  const refused = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const refusedPort = refused.addr.port;
+  refused.close();
+  try {
+    using _ = patched();
+    const g = spawn(async () => {
+      const res = await fetch(`${server.origin}/fast`);
+      assert.ok(res instanceof Response);
+      assert.equal(res.constructor, Response);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.clone().json().catch((e) => e.name), "SyntaxError");
+      assert.equal(await res.text(), "fast");
+      await assert.rejects(
+        Deno.connect({ hostname: "127.0.0.1", port: refusedPort }),
+        Deno.errors.ConnectionRefused,
+      );
+      await assert.rejects(fetch(`http://127.0.0.1:${refusedPort}/`), TypeError);
+      const out = await new Deno.Command("echo", { args: ["hi"] }).output();
+      assert.equal(new TextDecoder().decode(out.stdout), "hi\n");
+    });
+    await g.get();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("mod.ts exports the monkey namespace", async () => {
+  const mod = await import("../mod.ts");
+  assert.equal(mod.monkey.patchAll, patchAll);
+  assert.equal(mod.monkey.unpatchAll, unpatchAll);
+});
+
 Deno.test("withTimeout(100) cuts off an unaware fetch and its connection", async (t) => {
   const server = startHttpServer();
   try {
