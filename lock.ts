@@ -362,13 +362,10 @@ export class RLock {
       timeout = options.timeout;
     }
     const me = _current();
-    if (this.#owner === me) {
-      this.#count++;
-      return TRUE;
-    }
-    if (this.#owner === undefined) {
+    if (this.#owner === me || this.#owner === undefined) {
+      if (block && _mustYield()) return this.#acquireLater(options);
       this.#owner = me;
-      this.#count = 1;
+      this.#count++;
       return TRUE;
     }
     if (!block) return FALSE;
@@ -379,6 +376,11 @@ export class RLock {
     this._waiters.push(w, undefined);
     w._arm(timeout, timedOut);
     return w.promise;
+  }
+
+  async #acquireLater(options: AcquireOptions | undefined): Promise<boolean> {
+    await sleep(0);
+    return this.acquire(options);
   }
 
   /**

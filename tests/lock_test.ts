@@ -206,24 +206,28 @@ Deno.test("Semaphore: a Timeout interrupts a waiting acquire", async () => {
   assert.equal(sem.waiters, 0);
 });
 
-Deno.test("uncontended acquire/release loops do not starve timers", async () => {
+Deno.test("uncontended acquire/release loops do not starve timers", async (t) => {
   const LIMIT = 3_000_000;
-  const sem = new Semaphore(1);
-  let woke = false;
-  const sleeper = spawn(async () => {
-    await sleep(10);
-    woke = true;
-  });
-  let n = 0;
-  const busy = spawn(async () => {
-    while (!woke && n < LIMIT) {
-      await sem.acquire();
-      sem.release();
-      n++;
-    }
-  });
-  await busy.join();
-  await sleeper.join();
-  assert.equal(woke, true);
-  assert.ok(n < LIMIT, "the timer only fired after the loop ended");
+  for (const lock of [new Semaphore(1), new RLock()]) {
+    await t.step(lock.constructor.name, async () => {
+      let woke = false;
+      const sleeper = spawn(async () => {
+        await sleep(10);
+        woke = true;
+      });
+      let n = 0;
+      const busy = spawn(async () => {
+        while (!woke && n < LIMIT) {
+          await lock.acquire();
+          lock.release();
+          n++;
+        }
+      });
+      await busy.join();
+      await sleeper.join();
+      assert.equal(woke, true);
+      assert.ok(busy.successful());
+      assert.ok(n < LIMIT, "the timer only fired after the loop ended");
+    });
+  }
 });
