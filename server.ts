@@ -108,6 +108,8 @@ export class StreamServer {
       throw new TypeError(`'handle' must be a function: current value is ${String(handle)}`);
     }
     this.#handle = handle;
+    // Failure reports then name the handler: `<Greenlet "Greenlet-3": echo(<Socket ...>, ...)>`.
+    Object.defineProperty(this.#run, "name", { value: handle.name || "handle" });
     if (Array.isArray(listener)) {
       const [host, port] = listener;
       _checkHost(host);

@@ -242,6 +242,8 @@ const BUFSIZE = 65536;
  */
 class SocketIO {
   conn: Deno.Conn | undefined;
+  /** The connection once closed (for toString). */
+  closed: Deno.Conn | undefined = undefined;
   timeout: number | undefined;
   // Reading: at most one read outstanding, into `buf`; `buf[start, end)` is unread data.
   buf: Uint8Array = EMPTY;
@@ -632,6 +634,7 @@ export class Socket {
     const conn = io.conn;
     if (conn === undefined) return;
     io.conn = undefined;
+    io.closed = conn;
     io.start = io.end = 0;
     try {
       conn.close();
@@ -719,13 +722,19 @@ export class Socket {
     });
   }
 
-  /** Renders as `<Socket 127.0.0.1:5000 -> 127.0.0.1:80>` (or `<Socket closed>`). */
+  /** Shows the socket as {@linkcode toString} does (in `console.log` and failure reports). */
+  [Symbol.for("Deno.customInspect")](): string {
+    return this.toString();
+  }
+
+  /** Renders as `<Socket 127.0.0.1:5000 -> 127.0.0.1:80>` (` closed` is added once closed). */
   toString(): string {
-    const conn = this.#io.conn;
+    const io = this.#io;
+    const conn = io.conn ?? io.closed;
     if (conn === undefined) return "<Socket closed>";
     const [lh, lp] = addressOf(conn.localAddr);
     const [rh, rp] = addressOf(conn.remoteAddr);
-    return `<Socket ${lh}:${lp} -> ${rh}:${rp}>`;
+    return `<Socket ${show(lh, lp)} -> ${show(rh, rp)}${io.conn === undefined ? " closed" : ""}>`;
   }
 }
 
@@ -1119,6 +1128,11 @@ export class ListeningSocket {
   /** Same as {@linkcode ListeningSocket.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Shows the socket as {@linkcode toString} does (in `console.log` and failure reports). */
+  [Symbol.for("Deno.customInspect")](): string {
+    return this.toString();
   }
 
   /** Renders as `<ListeningSocket 127.0.0.1:8000>` (or `<ListeningSocket closed>`). */

@@ -70,6 +70,7 @@ Deno.test("a handler that throws is reported by the hub and the server keeps ser
   });
   assert.match(report, /RangeError: handler bug/);
   assert.match(report, /failed with RangeError/);
+  assert.match(report, /handle\(<Socket 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ closed>, \[/);
   assert.equal(await roundTrip(server.address, "still here"), "still here");
 });
 
