@@ -24,6 +24,7 @@ Deno.test("Pool(1) makes a second spawn wait for the first to finish", async () 
   });
   await idle();
   assert.equal(second, undefined, "the second spawn did not wait");
+  assert.equal(await pool.join({ timeout: 10 }), false);
   gate.set();
   await spawner.join();
   await second!.join();
