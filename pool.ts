@@ -223,7 +223,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   join(options: GroupJoinOptions = {}): Promise<boolean> {
-    const { timeout, raiseError = false } = options;
+    const { timeout, raiseError = false } = options ?? {};
     const bad = _badTimeout(timeout);
     if (bad !== undefined) return Promise.reject(bad);
     if (this._members.size === 0) return Promise.resolve(true);
@@ -687,7 +687,7 @@ export class Pool extends GroupBase {
         new TypeError(`'greenlet' must be a Greenlet: current value is ${greenlet}`),
       );
     }
-    const { blocking = true, timeout } = options;
+    const { blocking = true, timeout } = options ?? {};
     const bad = _badTimeout(timeout);
     if (bad !== undefined) return Promise.reject(bad);
     if (this._members.has(greenlet)) return Promise.resolve();
@@ -726,7 +726,7 @@ export class Pool extends GroupBase {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   waitAvailable(options: WaitAvailableOptions = {}): Promise<number> {
-    const { timeout } = options;
+    const { timeout } = options ?? {};
     const bad = _badTimeout(timeout);
     if (bad !== undefined) return Promise.reject(bad);
     const free = this.freeCount();

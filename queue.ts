@@ -727,7 +727,7 @@ export class Queue<T> extends SimpleQueue<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   join(options: QueueJoinOptions = {}): Promise<boolean> {
-    const { timeout } = options;
+    const { timeout } = options ?? {};
     const bad = _badTimeout(timeout);
     if (bad !== undefined) return Promise.reject(bad);
     if (this._unfinished === 0) return Promise.resolve(true);
