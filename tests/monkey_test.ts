@@ -379,6 +379,26 @@ Deno.test("kill() of a greenlet blocked in unaware code returns after its finall
       await server.close();
     }
   });
+  await t.step("fetch whose body is never read: the kill still releases it", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const closed = server.nextClose();
+      const fetched = new Event();
+      const g = spawn(async () => {
+        const res = await fetch(`${server.origin}/stall`); // headers and part of the body
+        fetched.set();
+        await new Event().wait(); // the body is never read
+        return res;
+      });
+      await fetched.wait();
+      await g.kill();
+      await closed;
+      assert.equal(server.open, 0);
+    } finally {
+      await server.close();
+    }
+  });
   await t.step("the kill is delivered once: a blocking call in finally runs", async () => {
     const server = startHttpServer();
     try {
