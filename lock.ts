@@ -6,8 +6,9 @@
  * the permit straight to the first waiter, so a greenlet that arrives later cannot overtake
  * it. `acquire` is a blocking call: `kill()` and `Timeout` interrupt it, and an interrupted
  * acquire holds nothing. An acquire that does not have to wait settles without a switch;
- * every 1024th one passes through the loop's run queue first (as `sleep(0)` does) so that a
- * loop of uncontended acquires cannot starve timers and I/O.
+ * every 1024th one (a count shared with the queues) passes through the loop's run queue
+ * first, as `sleep(0)` does, so that a loop of uncontended acquires cannot starve timers and
+ * I/O.
  *
  * @module
  */

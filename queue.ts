@@ -264,38 +264,6 @@ function badOptions(options: QueueOptions | undefined): Error | undefined {
   return _badTimeout(options.timeout);
 }
 
-// A ring buffer for the FIFO queues.
-class Ring<T> {
-  buf: (T | undefined)[] = new Array(16);
-  head = 0;
-  len = 0;
-  mask = 15;
-
-  push(x: T): void {
-    if (this.len === this.buf.length) this.#grow();
-    this.buf[(this.head + this.len) & this.mask] = x;
-    this.len++;
-  }
-
-  shift(): T {
-    const x = this.buf[this.head] as T;
-    this.buf[this.head] = undefined;
-    this.head = (this.head + 1) & this.mask;
-    this.len--;
-    return x;
-  }
-
-  #grow(): void {
-    const old = this.buf;
-    const n = old.length;
-    const buf: (T | undefined)[] = new Array(n * 2);
-    for (let i = 0; i < n; i++) buf[i] = old[(this.head + i) & this.mask];
-    this.buf = buf;
-    this.head = 0;
-    this.mask = n * 2 - 1;
-  }
-}
-
 /**
  * A FIFO queue between greenlets, bounded by `maxsize` (unbounded by default), without
  * `taskDone`/`join` (see {@linkcode Queue} for those).
@@ -335,7 +303,12 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   #maxsize: number;
   #shutdown = false;
   #unlockQueued = false;
-  #ring: Ring<T> = new Ring<T>();
+  /** @ignore The number of items (kept by this class around `_put` and `_get`). */
+  _size = 0;
+  // The FIFO storage: a ring buffer of `_size` items from `#head`.
+  #buf: (T | undefined)[] = new Array(16);
+  #head = 0;
+  #mask = 15;
 
   /**
    * Creates a queue.
@@ -347,21 +320,33 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     this.#maxsize = checkMaxsize(maxsize);
   }
 
-  /** @ignore Storage hooks, overridden by the priority and LIFO queues. */
-  _qsize(): number {
-    return this.#ring.len;
-  }
-  /** @ignore */
+  /** @ignore Storage hooks, overridden by the priority and LIFO queues: `_put` stores an item
+   * (before `_size` grows), `_get` removes the next one (before `_size` shrinks). */
   _put(item: T): void {
-    this.#ring.push(item);
+    const len = this._size;
+    if (len === this.#buf.length) this.#grow();
+    this.#buf[(this.#head + len) & this.#mask] = item;
   }
   /** @ignore */
   _get(): T {
-    return this.#ring.shift();
+    const x = this.#buf[this.#head] as T;
+    this.#buf[this.#head] = undefined;
+    this.#head = (this.#head + 1) & this.#mask;
+    return x;
   }
   /** @ignore */
   _peek(): T {
-    return this.#ring.buf[this.#ring.head] as T;
+    return this.#buf[this.#head] as T;
+  }
+
+  #grow(): void {
+    const old = this.#buf;
+    const n = old.length;
+    const buf: (T | undefined)[] = new Array(n * 2);
+    for (let i = 0; i < n; i++) buf[i] = old[(this.#head + i) & this.#mask];
+    this.#buf = buf;
+    this.#head = 0;
+    this.#mask = n * 2 - 1;
   }
 
   /** The most items the queue holds (`Infinity` when unbounded). */
@@ -390,7 +375,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @returns The count.
    */
   qsize(): number {
-    return this._qsize();
+    return this._size;
   }
 
   /**
@@ -399,7 +384,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @returns `true` when `qsize()` is 0.
    */
   empty(): boolean {
-    return this._qsize() === 0;
+    return this._size === 0;
   }
 
   /**
@@ -408,7 +393,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @returns `true` when a `put` would wait.
    */
   full(): boolean {
-    return this._qsize() >= this.#maxsize;
+    return this._size >= this.#maxsize;
   }
 
   /** Wakes waiting peekers with the item about to enter (or be handed over). */
@@ -419,6 +404,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   /** Takes the next item (the queue is not empty); waiting putters are let in afterwards. */
   #take(): T {
     const item = this._get();
+    this._size--;
     if (this._putters.live > 0) this.#scheduleUnlock();
     return item;
   }
@@ -427,6 +413,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   #enter(item: T): void {
     if (this._peekers.live > 0) this.#feedPeekers(item);
     this._put(item);
+    this._size++;
     this._unfinished++;
   }
 
@@ -444,7 +431,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   #unlock = (): void => {
     this.#unlockQueued = false;
     for (;;) {
-      while (this._putters.live > 0 && this._qsize() < this.#maxsize) {
+      while (this._putters.live > 0 && this._size < this.#maxsize) {
         const w = this._putters.shift();
         if (w === undefined) break;
         const item = this._putters.item as T;
@@ -452,14 +439,16 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
         this.#enter(item);
         w._wake(undefined);
       }
-      if (this._getters.live === 0 || this._qsize() === 0) break;
-      while (this._getters.live > 0 && this._qsize() > 0) {
+      if (this._getters.live === 0 || this._size === 0) break;
+      while (this._getters.live > 0 && this._size > 0) {
         const w = this._getters.shift();
         if (w === undefined) break;
-        w._wake(this._get());
+        const item = this._get();
+        this._size--;
+        w._wake(item);
       }
     }
-    if (this.#shutdown && this._qsize() === 0) {
+    if (this.#shutdown && this._size === 0) {
       for (const w of this._getters.drain()) w._fail(new ShutDown());
       for (const w of this._peekers.drain()) w._fail(new ShutDown());
     }
@@ -486,7 +475,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
       timeout = options.timeout;
     }
     if (this.#shutdown) return Promise.reject(new ShutDown());
-    if (this._qsize() < this.#maxsize && this._putters.live === 0) {
+    if (this._size < this.#maxsize && this._putters.live === 0) {
       if (block && _mustYield()) return this.#putLater(item, options);
       this.#enter(item);
       if (this._getters.live > 0) this.#scheduleUnlock();
@@ -499,7 +488,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     w._onCancel = forgetPutter;
     this._putters.push(w, item);
     w._arm(timeout, putTimedOut);
-    if (this._qsize() < this.#maxsize) this.#scheduleUnlock();
+    if (this._size < this.#maxsize) this.#scheduleUnlock();
     return w.promise;
   }
 
@@ -517,7 +506,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    */
   putNowait(item: T): void {
     if (this.#shutdown) throw new ShutDown();
-    if (this._qsize() >= this.#maxsize || this._putters.live > 0) throw new Full();
+    if (this._size >= this.#maxsize || this._putters.live > 0) throw new Full();
     this.#enter(item);
     if (this._getters.live > 0) this.#scheduleUnlock();
   }
@@ -541,7 +530,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
       block = options.block !== false && options.timeout !== 0;
       timeout = options.timeout;
     }
-    if (this._qsize() > this._getters.live) {
+    if (this._size > this._getters.live) {
       if (block && _mustYield()) return this.#getLater(options);
       return Promise.resolve(this.#take());
     }
@@ -569,8 +558,8 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {ShutDown} If the queue was shut down and is empty.
    */
   getNowait(): T {
-    if (this._qsize() > this._getters.live) return this.#take();
-    if (this.#shutdown && this._qsize() === 0) throw new ShutDown();
+    if (this._size > this._getters.live) return this.#take();
+    if (this.#shutdown && this._size === 0) throw new ShutDown();
     throw new Empty();
   }
 
@@ -593,7 +582,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
       block = options.block !== false && options.timeout !== 0;
       timeout = options.timeout;
     }
-    if (this._qsize() > 0) return Promise.resolve(this._peek());
+    if (this._size > 0) return Promise.resolve(this._peek());
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (!block) return Promise.reject(new Empty());
     const w = _begin<T>();
@@ -612,7 +601,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {Empty} If the queue is empty.
    */
   peekNowait(): T {
-    if (this._qsize() > 0) return this._peek();
+    if (this._size > 0) return this._peek();
     throw new Empty();
   }
 
@@ -627,8 +616,9 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   shutdown(options: ShutdownOptions = {}): void {
     this.#shutdown = true;
     if (options.immediate) {
-      while (this._qsize() > 0) {
+      while (this._size > 0) {
         this._get();
+        this._size--;
         if (this._unfinished > 0) this._unfinished--;
       }
       this._allDone();
@@ -808,10 +798,6 @@ export class PriorityQueue<T> extends Queue<T> {
   }
 
   /** @ignore */
-  override _qsize(): number {
-    return this.#heap.length;
-  }
-  /** @ignore */
   override _put(item: T): void {
     const heap = this.#heap;
     const cmp = this.#compare;
@@ -872,10 +858,6 @@ export class PriorityQueue<T> extends Queue<T> {
 export class LifoQueue<T> extends Queue<T> {
   #stack: T[] = [];
 
-  /** @ignore */
-  override _qsize(): number {
-    return this.#stack.length;
-  }
   /** @ignore */
   override _put(item: T): void {
     this.#stack.push(item);
