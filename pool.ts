@@ -769,7 +769,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 // and locks) it yields to the loop.
 async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Promise<void> {
   const me = getCurrent()!;
-  const signal = me.signal;
   const fn = m._fn;
   for (;;) {
     const idx = st.idx;
@@ -779,7 +778,7 @@ async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Pro
       value = fn(st.item);
       if (isThenable(value)) value = await value;
     } catch (error) {
-      if (signal.aborted) throw error; // the worker itself was killed
+      if (me.signal.aborted) throw error; // the worker itself was killed
       status = ERROR;
       value = error;
     }
@@ -787,9 +786,9 @@ async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Pro
     st.item = undefined;
     _clearLocals(me);
     m._deliver(idx, status, value);
-    if (signal.aborted) throw signal.reason;
+    // A kill that arrived while fn ran without blocking is pending: sleep(0) throws it here.
+    if (me._hasPending() || _mustYield()) await sleep(0);
     if (!m._take(st)) return;
-    if (_mustYield()) await sleep(0);
   }
 }
 

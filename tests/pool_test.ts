@@ -468,3 +468,24 @@ Deno.test("Pool: kill() interrupts a spawn waiting for a slot, which takes no sl
   assert.equal(ran, false);
   assert.equal(pool.freeCount(), 1);
 });
+
+Deno.test("imap: a worker killed while fn awaits a plain promise stops after that item", async () => {
+  const pool = new Pool(1);
+  const release = Promise.withResolvers<void>();
+  const started: number[] = [];
+  const it = pool.imap(async (x: number) => {
+    started.push(x);
+    await release.promise; // not a blocking call of the library: the kill waits
+    return x;
+  }, [1, 2, 3]);
+  const first = it.next();
+  await idle();
+  const [worker] = [...pool];
+  const killing = worker.kill();
+  release.resolve();
+  await killing;
+  assert.deepEqual(await first, { value: 1, done: false });
+  assert.equal((await it.next()).done, true);
+  assert.deepEqual(started, [1]);
+  assert.equal(pool.size, 0);
+});
