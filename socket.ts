@@ -34,6 +34,7 @@
 import { _socketError, GaiError, SocketError, SocketTimeout } from "./_errors.ts";
 import { _badTimeout, _begin, type _Waiter } from "./hub.ts";
 import { _deno } from "./_platform.ts";
+import { _connectFrom } from "./_bound_conn.ts";
 import {
   _checkHost,
   _checkPort,
@@ -759,9 +760,9 @@ export interface CreateConnectionOptions {
    */
   timeout?: number;
   /**
-   * The local `[host, port]` to bind to. Deno's `connect` cannot bind a local address, so
-   * only `["", 0]`, `["0.0.0.0", 0]` and `["::", 0]` (any) are accepted; anything else is a
-   * `SocketError` with code `EOPNOTSUPP`.
+   * The local `[host, port]` to connect from (port 0: any). `Deno.connect` cannot bind its
+   * local end, so such connections are made with `node:net` (same permissions); with `tls`
+   * only the wildcard `["", 0]` is accepted, anything else is a `SocketError` `EOPNOTSUPP`.
    */
   sourceAddress?: Address;
   /** Wrap the connection in TLS: `true`, or TLS options. */
@@ -781,6 +782,7 @@ function connectOne(
   host: string,
   port: number,
   timeout: number | undefined,
+  source: Address | undefined,
 ): Promise<Deno.TcpConn> {
   const w = _begin<Deno.TcpConn>();
   if (w instanceof Promise) return w;
@@ -792,7 +794,12 @@ function connectOne(
   const ctl = new AbortController();
   w._owner = ctl;
   w._onCancel = abortController;
-  _deno.connect({ hostname: host, port, signal: ctl.signal }).then(
+  const connecting = source === undefined
+    ? _deno.connect({ hostname: host, port, signal: ctl.signal })
+    : _connectFrom(host, port, source[0], source[1], ctl.signal) as unknown as Promise<
+      Deno.TcpConn
+    >;
+  connecting.then(
     (conn) => {
       if (w._done) conn.close();
       else w._wake(conn);
@@ -896,12 +903,15 @@ export async function createConnection(
   const { timeout, sourceAddress, tls } = options;
   const bad = _badTimeout(timeout);
   if (bad !== undefined) throw bad;
+  let source: Address | undefined;
   if (sourceAddress !== undefined) {
     const [sh, sp] = checkAddress(sourceAddress, "sourceAddress");
-    if (sp !== 0 || !["", "0.0.0.0", "::"].includes(sh)) {
+    // Binding "any address, any port" is what Deno.connect does anyway.
+    if (sp !== 0 || !["", "0.0.0.0", "::"].includes(sh)) source = [sh, sp];
+    if (source !== undefined && tls !== undefined && tls !== false) {
       throw new SocketError(
-        `Cannot bind the source address ${show(sh, sp)}: Deno.connect cannot choose a local ` +
-          `address`,
+        `Cannot bind the source address ${show(sh, sp)} of a TLS connection: Deno.startTls ` +
+          `needs a connection from Deno.connect, which cannot choose its local address`,
         "EOPNOTSUPP",
       );
     }
@@ -913,7 +923,7 @@ export async function createConnection(
     const [ip] = info.address;
     let tcp: Deno.TcpConn;
     try {
-      tcp = await connectOne(ip, port, timeout);
+      tcp = await connectOne(ip, port, timeout, source);
     } catch (error) {
       if (!(error instanceof SocketError)) throw error; // a kill or a Timeout
       last = error;

@@ -240,6 +240,35 @@ Deno.test("a refused connection is SocketError ECONNREFUSED with Deno's error as
   assert.ok(err.cause instanceof Deno.errors.ConnectionRefused);
 });
 
+Deno.test("createConnection() connects from sourceAddress; timeouts and end of stream work as usual", async () => {
+  using server = listen(["127.0.0.1", 0]);
+  using sock = await createConnection(server.getsockname(), {
+    sourceAddress: ["127.0.0.1", 0],
+    timeout: 2000,
+  });
+  const [peer, address] = await server.accept();
+  using _ = peer;
+  assert.deepEqual(address, sock.getsockname());
+  assert.equal(sock.getsockname()[0], "127.0.0.1");
+  await sock.sendall(enc.encode("bound"));
+  assert.equal(text(await peer.recv()), "bound");
+  await peer.sendall(enc.encode("back"));
+  assert.equal(text(await sock.recv()), "back");
+  sock.timeout = 10;
+  await assert.rejects(sock.recv(), SocketTimeout);
+  await peer.sendall(enc.encode("kept"));
+  sock.timeout = 2000;
+  assert.equal(text(await sock.recv()), "kept");
+  await peer.shutdown();
+  assert.equal((await sock.recv()).length, 0);
+  const port = server.getsockname()[1];
+  server.close();
+  const err = await createConnection(["127.0.0.1", port], { sourceAddress: ["127.0.0.1", 0] })
+    .catch((e) => e);
+  assert.ok(err instanceof SocketError);
+  assert.equal(err.code, "ECONNREFUSED");
+});
+
 Deno.test("createConnection() tries each address until one accepts", async () => {
   // localhost is 127.0.0.1 then ::1; only ::1 listens.
   using server = listen(["::1", 0]);
@@ -266,8 +295,12 @@ Deno.test("bad input is rejected with TypeError, RangeError or GaiError, never t
       (e) => e instanceof GaiError && (e as GaiError).code === "EAI_NONAME",
     ],
     [
-      () => createConnection(["127.0.0.1", 80], { sourceAddress: ["127.0.0.2", 5] }),
+      () => createConnection(["127.0.0.1", 80], { sourceAddress: ["127.0.0.2", 5], tls: true }),
       (e) => e instanceof SocketError && (e as SocketError).code === "EOPNOTSUPP",
+    ],
+    [
+      () => createConnection(["127.0.0.1", 80], { sourceAddress: ["127.0.0.1", 70000] }),
+      (e) => e instanceof RangeError,
     ],
   ];
   for (const [call, check] of cases) {
