@@ -5,7 +5,7 @@
  * targets.
  *
  * ```sh
- * deno run -A --v8-flags=--expose-gc bench/compare_toolbox.ts [--rounds=N] [--no-gevent] [--json]
+ * deno run -A --v8-flags=--expose-gc bench/compare_toolbox.ts [workload...] [--rounds=N] [--no-gevent] [--json]
  * ```
  *
  * Each JavaScript workload first runs once at a tenth of its size (warm-up), then `--rounds`
@@ -307,12 +307,14 @@ async function main(args: string[]): Promise<void> {
   let useGevent = true;
   let json = false;
   let anchors = decodeURIComponent(new URL("../../shared/anchors", import.meta.url).pathname);
+  const only: string[] = [];
   for (const arg of args) {
     if (arg.startsWith("--rounds=")) rounds = Number(arg.slice(9));
     else if (arg === "--no-gevent") useGevent = false;
     else if (arg === "--json") json = true;
     else if (arg.startsWith("--anchors=")) anchors = arg.slice(10);
-    else throw new TypeError(`Unknown option: ${arg}`);
+    else if (WORKLOADS.some((w) => w.name === arg)) only.push(arg);
+    else throw new TypeError(`Unknown workload or option: ${arg}`);
   }
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw new RangeError(`'--rounds' must be a positive integer: current value is ${rounds}`);
@@ -328,6 +330,7 @@ async function main(args: string[]): Promise<void> {
 
   const rows = [];
   for (const w of WORKLOADS) {
+    if (only.length > 0 && !only.includes(w.name)) continue;
     const names = Object.keys(w.impls);
     for (const name of names) await w.impls[name](Math.floor(w.n / 10));
     const samples: Record<string, number[]> = {};
