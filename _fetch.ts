@@ -3,10 +3,12 @@
  * `_patches`).
  *
  * Inside a greenlet the request runs with the greenlet's `currentSignal()` combined with the
- * caller's signal (through a controller of its own, unlinked once the body is read), and the request and every read of its response body (`text()`, `json()`,
- * `arrayBuffer()`, `bytes()`, `blob()`, `formData()`, reads of `body`) are blocking calls: a
- * kill or Timeout rejects the pending one with the exception, once, and aborts the request,
- * which closes its connection. Outside any greenlet `fetch` is Deno's own.
+ * caller's signal (through a controller of its own, unlinked once the body is read), and the
+ * request and every read of a response body (`text()`, `json()`, `arrayBuffer()`, `bytes()`,
+ * `blob()`, `formData()`, reads of `body`) are blocking calls: a kill or Timeout rejects the
+ * pending one with the exception, once, and aborts the request, which closes its connection.
+ * The body readers are patched on `Response.prototype`, so responses keep their prototype.
+ * Outside any greenlet all of them are Deno's own.
  *
  * @module
  */
@@ -14,14 +16,14 @@
 import { _blocking, _combine, _cooperative, type _Patch } from "./_platform.ts";
 import { currentSignal } from "./greenlet.ts";
 
-const BODY_METHODS = ["arrayBuffer", "blob", "bytes", "formData", "json", "text"] as const;
-
 // Each request gets its own AbortController, linked to the greenlet's `currentSignal()` by one
 // listener per signal: passing the long-lived signal itself would hang a dependent signal on
 // it for every request of the greenlet (Deno's Request follows its init signal).
 const linked = new WeakMap<AbortSignal, Set<AbortController>>();
-/** The link of each response still being fetched or read: unlinked once its body is done. */
+/** The link of each response of a patched fetch whose body is not read yet. */
 const links = new WeakMap<Response, Link>();
+/** The body stream handed out for each response (cooperative or Deno's own). */
+const bodies = new WeakMap<Response, ReadableStream<Uint8Array<ArrayBuffer>> | null>();
 
 interface Link {
   scope: AbortSignal;
@@ -53,65 +55,46 @@ function unlink(l: Link | undefined): void {
 
 type BodyMethod = (this: Response) => Promise<unknown>;
 
-const bodyGetter = Object.getOwnPropertyDescriptor(Response.prototype, "body")!.get!;
-const bodies = new WeakMap<Response, ReadableStream<Uint8Array<ArrayBuffer>> | null>();
-
-/**
- * The prototype of the responses of a patched `fetch`: `Response.prototype` with cooperative
- * body readers in front. One shared object, so every such response has the same shape
- * (`instanceof Response` and `constructor` are unchanged).
- */
-const COOPERATIVE: Response = Object.create(Response.prototype);
-for (const name of BODY_METHODS) {
-  const method = (Response.prototype as unknown as Record<string, BodyMethod>)[name];
-  Object.defineProperty(COOPERATIVE, name, {
-    configurable: true,
-    writable: true,
-    value: function (this: Response): Promise<unknown> {
-      const l = links.get(this);
-      if (l !== undefined) {
-        links.delete(this);
-        const p = _cooperative()
-          ? _blocking(() => method.call(this), () => l.ctl.abort())
-          : method.call(this);
-        p.then(() => unlink(l), () => unlink(l));
-        return p;
-      }
-      if (!_cooperative()) return method.call(this);
-      return _blocking(() => method.call(this));
-    },
-  });
+/** `Response.prototype[name]`, a blocking call inside a greenlet. */
+function makeBodyMethod(original: BodyMethod): BodyMethod {
+  return function (this: Response): Promise<unknown> {
+    if (!_cooperative()) return original.call(this);
+    const l = links.get(this);
+    if (l === undefined) return _blocking(() => original.call(this));
+    links.delete(this);
+    const p = _blocking(() => original.call(this), () => l.ctl.abort());
+    p.then(() => unlink(l), () => unlink(l));
+    return p;
+  };
 }
-Object.defineProperty(COOPERATIVE, "clone", {
-  configurable: true,
-  writable: true,
-  value: function (this: Response): Response {
-    const copy = wrapResponse(Response.prototype.clone.call(this));
+
+function makeClone(original: (this: Response) => Response): (this: Response) => Response {
+  return function (this: Response): Response {
+    const copy = original.call(this);
     const l = links.get(this);
     if (l !== undefined) links.set(copy, l);
     return copy;
-  },
-});
-Object.defineProperty(COOPERATIVE, "body", {
-  configurable: true,
-  get(this: Response): ReadableStream<Uint8Array<ArrayBuffer>> | null {
+  };
+}
+
+/** The `body` getter: asked for inside a greenlet first, a stream of blocking reads. */
+function makeBodyGetter(
+  original: (this: Response) => ReadableStream<Uint8Array<ArrayBuffer>> | null,
+): (this: Response) => ReadableStream<Uint8Array<ArrayBuffer>> | null {
+  return function (this: Response): ReadableStream<Uint8Array<ArrayBuffer>> | null {
     let body = bodies.get(this);
-    if (body === undefined) {
-      const inner = bodyGetter.call(this) as ReadableStream<Uint8Array<ArrayBuffer>> | null;
+    if (body !== undefined) return body;
+    const inner = original.call(this);
+    if (inner === null || !_cooperative()) {
+      body = inner;
+    } else {
       const l = links.get(this);
       links.delete(this);
-      if (inner === null) unlink(l);
-      body = inner === null ? null : cooperativeBody(inner, l);
-      bodies.set(this, body);
+      body = cooperativeBody(inner, l);
     }
+    bodies.set(this, body);
     return body;
-  },
-});
-
-/** Makes the body reads of `res` blocking calls of whichever greenlet reads. */
-function wrapResponse(res: Response): Response {
-  Object.setPrototypeOf(res, COOPERATIVE);
-  return res;
+  };
 }
 
 /** A stream over `inner` whose every read is a blocking call of the reading greenlet. */
@@ -154,7 +137,7 @@ function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
       () =>
         original(input, options).then((res) => {
           links.set(res, l);
-          return wrapResponse(res);
+          return res;
         }, (error) => {
           unlink(l);
           throw error;
@@ -164,7 +147,17 @@ function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
   } as typeof globalThis.fetch;
 }
 
-/** @ignore The global this module implements, for `monkey.patchFetch()`. */
+const BODY_METHODS = ["arrayBuffer", "blob", "bytes", "formData", "json", "text"] as const;
+
+/** @ignore The globals this module implements, for `monkey.patchFetch()`. */
 export const _patches: readonly _Patch[] = [
   { area: "fetch", target: globalThis, name: "fetch", make: makeFetch },
+  ...BODY_METHODS.map((name): _Patch => ({
+    area: "fetch",
+    target: Response.prototype,
+    name,
+    make: makeBodyMethod,
+  })),
+  { area: "fetch", target: Response.prototype, name: "clone", make: makeClone },
+  { area: "fetch", target: Response.prototype, name: "body", getter: true, make: makeBodyGetter },
 ];

@@ -52,6 +52,8 @@ export interface _Patch {
   target: object;
   /** The property name. */
   name: string;
+  /** The property is an accessor: `make` receives and returns its getter. */
+  getter?: boolean;
   /** Builds the replacement from the value being replaced. */
   // deno-lint-ignore no-explicit-any
   make(original: any, options: _PatchOptions): unknown;

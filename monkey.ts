@@ -8,7 +8,7 @@
  *
  * | area | patched | inside a greenlet |
  * | --- | --- | --- |
- * | {@linkcode patchFetch} | `globalThis.fetch` | aborts with `currentSignal()` (and the caller's signal); the request and body reads are blocking calls |
+ * | {@linkcode patchFetch} | `globalThis.fetch`; `Response.prototype`'s body readers | aborts with `currentSignal()` (and the caller's signal); the request and body reads are blocking calls |
  * | {@linkcode patchSocket} | `Deno.connect`, `connectTls`, `listen`, `listenTls`, `startTls`; `node:net` default `connect`/`createConnection` | connect, read, write, accept, handshake and the conn's streams are blocking calls; an interrupted one closes its connection |
  * | {@linkcode patchDns} | `Deno.resolveDns`; `node:dns` default `lookup` | A/AAAA lookups go through `getHub().resolver` (its cache); others abort on kill |
  * | {@linkcode patchSubprocess} | `Deno.Command` | the child gets SIGTERM (then SIGKILL) when the greenlet is killed or times out |
@@ -98,6 +98,8 @@ interface Installed {
   original: unknown;
   replacement: unknown;
   area: _Area;
+  /** For an accessor, its original descriptor (restored as a whole). */
+  descriptor?: PropertyDescriptor;
 }
 
 const DECLARED: Record<_Area, readonly _Patch[]> = {
@@ -169,10 +171,19 @@ function patchArea(area: _Area, options: _PatchOptions, key: string): void {
   areaOptions.set(area, key);
   for (const decl of DECLARED[area]) {
     if (find(decl.target, decl.name) !== undefined) continue;
-    const original = (decl.target as Record<string, unknown>)[decl.name];
+    const { target, name } = decl;
+    if (decl.getter === true) {
+      const descriptor = Object.getOwnPropertyDescriptor(target, name);
+      if (descriptor?.get === undefined) continue;
+      const replacement = decl.make(descriptor.get, options) as () => unknown;
+      Object.defineProperty(target, name, { ...descriptor, get: replacement });
+      installed.push({ target, name, original: descriptor.get, replacement, area, descriptor });
+      continue;
+    }
+    const original = (target as Record<string, unknown>)[name];
     const replacement = decl.make(original, options);
-    (decl.target as Record<string, unknown>)[decl.name] = replacement;
-    installed.push({ target: decl.target, name: decl.name, original, replacement, area });
+    (target as Record<string, unknown>)[name] = replacement;
+    installed.push({ target, name, original, replacement, area });
   }
 }
 
@@ -300,12 +311,13 @@ export function patchSocket(): void {
  * request and every read of the response body are blocking calls: a kill or Timeout rejects
  * the pending one with that exception, once (it is not thrown again at the next blocking
  * call, in a `finally`), and the request is aborted, which closes its connection.
- * Responses keep their type (`instanceof Response`, `constructor === Response`); their
- * prototype is a shared object in front of `Response.prototype` that holds the
- * cooperative body readers. A response whose body is never read is still aborted, and its
- * connection released, when the greenlet that fetched it is killed; so is one whose body is
- * still unread when a later Timeout fires in that greenlet (`currentSignal()` semantics):
- * read bodies promptly.
+ * The body readers are patched on `Response.prototype` (`text`, `json`, `arrayBuffer`,
+ * `bytes`, `blob`, `formData`, `clone` and the `body` getter), so responses keep their
+ * prototype; inside a greenlet, reading any response's body is a blocking call, and a
+ * `body` stream first asked for inside a greenlet is one of blocking reads. A response whose
+ * body is never read is still aborted, and its connection released, when the greenlet that
+ * fetched it is killed; so is one whose body is still unread when a later Timeout fires in
+ * that greenlet (`currentSignal()` semantics): read bodies promptly.
  *
  * @example
  * ```ts
@@ -396,7 +408,8 @@ export function isPatched(target: object, name?: string): boolean {
 
 /**
  * The value `target[name]` had before this module patched it; the current value when it is
- * not patched (gevent's `get_original`).
+ * not patched (gevent's `get_original`). For a patched accessor (`Response.prototype.body`),
+ * the original getter.
  *
  * @typeParam T The object's type.
  * @typeParam K The property name.
@@ -450,7 +463,8 @@ export function getOriginal<T extends object, K extends keyof T & string>(
 export function unpatchAll(): void {
   for (let i = installed.length - 1; i >= 0; i--) {
     const p = installed[i];
-    (p.target as Record<string, unknown>)[p.name] = p.original;
+    if (p.descriptor !== undefined) Object.defineProperty(p.target, p.name, p.descriptor);
+    else (p.target as Record<string, unknown>)[p.name] = p.original;
   }
   installed.length = 0;
   areaOptions.clear();

@@ -79,6 +79,9 @@ const GLOBALS: [object, string][] = [
   [net, "connect"],
   [net, "createConnection"],
   [dns, "lookup"],
+  [Response.prototype, "text"],
+  [Response.prototype, "json"],
+  [Response.prototype, "clone"],
 ];
 
 Deno.test("unpatchAll() restores identity of every patched global", () => {
@@ -102,6 +105,21 @@ Deno.test("unpatchAll() restores identity of every patched global", () => {
     assert.equal((t as Record<string, unknown>)[n], before[i], n);
   });
   assert.equal(Deno.connect, getOriginal(Deno, "connect"));
+});
+
+Deno.test("unpatchAll() restores the Response.prototype.body accessor", () => {
+  const before = Object.getOwnPropertyDescriptor(Response.prototype, "body")!;
+  patchFetch();
+  try {
+    assert.ok(isPatched(Response.prototype, "body"));
+    const now = Object.getOwnPropertyDescriptor(Response.prototype, "body")!;
+    assert.notEqual(now.get, before.get);
+    assert.equal(now.enumerable, before.enumerable);
+    assert.equal(getOriginal(Response.prototype, "body"), before.get);
+  } finally {
+    unpatchAll();
+  }
+  assert.deepEqual(Object.getOwnPropertyDescriptor(Response.prototype, "body"), before);
 });
 
 Deno.test("patching twice is harmless; different options warn once", () => {
@@ -210,7 +228,7 @@ Deno.test("inside a greenlet the patched functions keep the originals' results a
     const g = spawn(async () => {
       const res = await fetch(`${server.origin}/fast`);
       assert.ok(res instanceof Response);
-      assert.equal(res.constructor, Response);
+      assert.equal(Object.getPrototypeOf(res), Response.prototype);
       assert.equal(res.status, 200);
       assert.deepEqual(await res.clone().json().catch((e) => e.name), "SyntaxError");
       assert.equal(await res.text(), "fast");
