@@ -331,7 +331,8 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
 
   /**
    * Iterates over `fn(item)` for every item, in the order of the items, running up to the
-   * group's free capacity at once (see the module notes). A call that throws makes its own
+   * group's free capacity at once (see the module notes). The items start at once, not at the
+   * first step. A call that throws makes its own
    * step reject; the next step goes on with the next item. If a worker is killed (say by
    * `kill()`), the item it was running rejects with the kill exception and no more items
    * start. Breaking out of the loop (`return()`) kills the workers.
@@ -833,6 +834,7 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
     } else {
       this.#source = items[Symbol.iterator]();
     }
+    this.#fill(); // as gevent's, the map starts at once, not at the first step
   }
 
   [Symbol.asyncIterator](): this {

@@ -489,3 +489,13 @@ Deno.test("imap: a worker killed while fn awaits a plain promise stops after tha
   assert.deepEqual(started, [1]);
   assert.equal(pool.size, 0);
 });
+
+Deno.test("imap starts the items before the first step, as gevent's does", async () => {
+  const pool = new Pool(2);
+  const started: number[] = [];
+  const it = pool.imap((x: number) => started.push(x), [1, 2, 3]);
+  await idle();
+  assert.deepEqual(started.sort(), [1, 2, 3]);
+  assert.deepEqual(await it.next(), { value: 1, done: false });
+  await it.return!();
+});
