@@ -320,8 +320,11 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     this.#maxsize = checkMaxsize(maxsize);
   }
 
-  /** @ignore Storage hooks, overridden by the priority and LIFO queues: `_put` stores an item
-   * (before `_size` grows), `_get` removes the next one (before `_size` shrinks). */
+  /**
+   * @ignore Storage hooks, overridden by the priority and LIFO queues: `_put` stores an item
+   * (before `_size` grows), `_get` removes the next one (before `_size` shrinks), `_peek`
+   * returns it.
+   */
   _put(item: T): void {
     const len = this._size;
     if (len === this.#buf.length) this.#grow();
