@@ -13,6 +13,9 @@
  * has no limit, so one worker per item as in gevent), each worker taking the next item when
  * it is done with one. A worker is a member like any other (it counts toward the pool's
  * capacity, and killing the group kills it); greenlet-local values are cleared between items.
+ * This is cheaper than a greenlet per item, as gevent does, and differs only in that
+ * `getCurrent()` inside `fn` is the worker, and that a sync `fn` runs item after item like a
+ * greenlet that never blocks (the worker still yields to the loop now and then).
  *
  * @module
  */
