@@ -247,12 +247,16 @@ function joinTimedOut(w: _Waiter<boolean>): void {
   w._wake(false);
 }
 
+// "No bound", as a small integer: `Infinity` would make the field a double, and a queue can
+// never hold this many items anyway.
+const UNBOUNDED = 2 ** 30 - 1;
+
 function checkMaxsize(maxsize: unknown): number {
-  if (maxsize === undefined || maxsize === null) return Infinity;
+  if (maxsize === undefined || maxsize === null) return UNBOUNDED;
   if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 0) {
     throw new RangeError(`'maxsize' must be a non-negative integer: current value is ${maxsize}`);
   }
-  return maxsize === 0 ? Infinity : maxsize;
+  return maxsize === 0 || maxsize > UNBOUNDED ? UNBOUNDED : maxsize;
 }
 
 /** Validates options and returns an error to reject with, or undefined. */
@@ -354,7 +358,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
 
   /** The most items the queue holds (`Infinity` when unbounded). */
   get maxsize(): number {
-    return this.#maxsize;
+    return this.#maxsize === UNBOUNDED ? Infinity : this.#maxsize;
   }
 
   /** Whether {@linkcode SimpleQueue.shutdown} was called. */
