@@ -63,6 +63,13 @@ export interface ResolverOptions {
   tries?: number;
   /** Reuse answers: `true` for the defaults, or the cache's options (default: no cache). */
   cache?: boolean | ResolverCacheOptions;
+  /**
+   * How many queries may be in flight at once (default 256); more lookups wait their turn,
+   * in order, before their query is sent (the per-try timeout starts when it is sent). A
+   * burst of UDP queries larger than the name server's receive buffer is otherwise partly
+   * dropped and only retried after a timeout.
+   */
+  maxConcurrent?: number;
 }
 
 /** An address family: `4` (gevent `AF_INET`) or `6` (`AF_INET6`). */
@@ -202,6 +209,9 @@ export class Resolver {
   #maxSize = 10_000;
   #active = new Set<AbortController>();
   #closed = false;
+  #maxConcurrent: number;
+  #inFlight = 0;
+  #turns: (() => void)[] = [];
 
   /**
    * Creates a resolver.
@@ -211,7 +221,14 @@ export class Resolver {
    * @throws {TypeError} For a name server without a string `ipAddr`.
    */
   constructor(options: ResolverOptions = {}) {
-    const { nameservers = [], timeout = 2000, tries = 2, cache = false } = options;
+    const { nameservers = [], timeout = 2000, tries = 2, cache = false, maxConcurrent = 256 } =
+      options;
+    if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
+      throw new RangeError(
+        `'maxConcurrent' must be a positive integer: current value is ${maxConcurrent}`,
+      );
+    }
+    this.#maxConcurrent = maxConcurrent;
     const bad = _badTimeout(timeout);
     if (bad !== undefined) throw bad;
     if (timeout === 0) throw new RangeError(`'timeout' must be positive: current value is 0`);
@@ -569,6 +586,24 @@ export class Resolver {
     return w.promise;
   }
 
+  /** Waits for a query slot, in order; rejects when `outer` aborts first. */
+  #turn(outer: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const go = (): void => {
+        outer.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        const i = this.#turns.indexOf(go);
+        if (i >= 0) this.#turns.splice(i, 1);
+        reject(outer.reason);
+      };
+      if (outer.aborted) return reject(outer.reason);
+      outer.addEventListener("abort", onAbort, { once: true });
+      this.#turns.push(go);
+    });
+  }
+
   async #run(
     name: string,
     type: "A" | "AAAA" | "PTR",
@@ -579,6 +614,8 @@ export class Resolver {
     let last: unknown;
     for (let i = 0; i < this.tries; i++) {
       const server = servers.length === 0 ? undefined : servers[i % servers.length];
+      if (this.#inFlight < this.#maxConcurrent) this.#inFlight++;
+      else await this.#turn(outer); // the slot is handed over: #inFlight stays the same
       const ctl = new AbortController();
       const onOuter = (): void => ctl.abort(outer.reason);
       outer.addEventListener("abort", onOuter);
@@ -622,6 +659,9 @@ export class Resolver {
       } finally {
         clearTimeout(timer);
         outer.removeEventListener("abort", onOuter);
+        const next = this.#turns.shift();
+        if (next !== undefined) next();
+        else this.#inFlight--;
       }
     }
     throw new GaiError(

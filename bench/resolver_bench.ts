@@ -120,7 +120,8 @@ async function startServerProcess(latency: number): Promise<ServerProcess> {
 /** 1,000 concurrent lookups of distinct names, in greenlets, through the hub's resolver. */
 async function libBurst(count: number, latency: number, b?: Deno.BenchContext): Promise<Burst> {
   const server = await startServerProcess(latency);
-  const resolver = new Resolver({ nameservers: [server.nameserver] });
+  const maxConcurrent = option("max-concurrent", 256);
+  const resolver = new Resolver({ nameservers: [server.nameserver], maxConcurrent });
   const hub = getHub();
   const saved = hub.resolver;
   hub.resolver = resolver;

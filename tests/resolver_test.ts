@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { getHub } from "../hub.ts";
+import { getHub, sleep } from "../hub.ts";
 import { GreenletExit, joinAll, spawn } from "../greenlet.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { GaiError, getResolver, Resolver } from "../resolver.ts";
@@ -18,7 +18,8 @@ const SEED: Record<string, { A: string[] }> = {
 async function withServer(
   options: DnsServerOptions,
   fn: (server: DnsServer, resolver: Resolver) => Promise<void>,
-  resolverOptions: { timeout?: number; tries?: number; cache?: boolean } = {},
+  resolverOptions: { timeout?: number; tries?: number; cache?: boolean; maxConcurrent?: number } =
+    {},
 ): Promise<void> {
   await using server = await startDnsServer({ records: SEED, ...options });
   const resolver = new Resolver({ nameservers: [server.nameserver], ...resolverOptions });
@@ -267,7 +268,25 @@ Deno.test("the hub owns the resolver; replacing it closes the old one", async ()
   );
 });
 
+Deno.test("maxConcurrent queues lookups in order; a queued lookup can be killed", async () => {
+  await withServer({ silentNames: ["www.example.com"] }, async (server) => {
+    const stuck = spawn(socket.gethostbyname, "www.example.com"); // holds the only slot
+    const queued = spawn(socket.gethostbyname, "www.google.com");
+    assert.equal(await server.nextQuery(), "www.example.com");
+    await sleep(20); // a second query, if one were sent past the limit, would arrive now
+    assert.equal(server.queries, 1, "a query was sent past maxConcurrent: 1");
+    await queued.kill();
+    assert.ok(queued.value instanceof GreenletExit);
+    const next = spawn(socket.gethostbyname, "www.python.org");
+    await stuck.kill(); // frees the slot
+    await next.join();
+    assert.equal(next.value, "82.94.164.162");
+    assert.deepEqual(server.asked, ["www.example.com", "www.python.org"]);
+  }, { maxConcurrent: 1 });
+});
+
 Deno.test("Resolver options are validated", () => {
+  assert.throws(() => new Resolver({ maxConcurrent: 0 }), RangeError);
   assert.throws(() => new Resolver({ timeout: -1 }), RangeError);
   assert.throws(() => new Resolver({ tries: 0 }), RangeError);
   assert.throws(() => new Resolver({ nameservers: [{ ipAddr: "127.0.0.1", port: 70000 }] }), {
@@ -276,7 +295,7 @@ Deno.test("Resolver options are validated", () => {
   });
 });
 
-Deno.test("1,000 concurrent lookups complete without error in about one latency", async () => {
+Deno.test("1,000 concurrent lookups complete without error and overlap", async () => {
   await withServer({ synthetic: true, latency: 50 }, async (server) => {
     const t0 = performance.now();
     const jobs = Array.from(
