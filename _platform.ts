@@ -84,7 +84,8 @@ function onInterrupt<T>(w: _Waiter<T>): void {
 /**
  * @ignore Runs `start()` as a blocking call of the current flow: `kill()` or a `Timeout`
  * rejects the returned promise at once (the exception is delivered here, once), then calls
- * `interrupted()` to release what the operation holds. A value that arrives after the
+ * `interrupted()` to release what the operation holds (also when an exception was already
+ * pending, so the operation never started). A value that arrives after the
  * interruption is handed to `orphan()` (to close a connection nobody will use).
  */
 export function _blocking<T>(
@@ -93,7 +94,12 @@ export function _blocking<T>(
   orphan?: (value: T) => void,
 ): Promise<T> {
   const w = _begin<T>();
-  if (w instanceof Promise) return w;
+  if (w instanceof Promise) {
+    // An exception was pending (a kill that arrived between two calls): the operation is
+    // interrupted before it starts, and what it would have used is released all the same.
+    interrupted?.();
+    return w;
+  }
   const op: Op<T> = { interrupted, orphan };
   w._owner = op;
   w._onCancel = onInterrupt;

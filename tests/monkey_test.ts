@@ -362,6 +362,72 @@ Deno.test("kill() of a greenlet blocked in unaware code returns after its finall
       server.close();
     }
   });
+  await t.step("Deno.connect read: an abandoned conn is closed for the unaware code", async () => {
+    const server = silentTcpServer();
+    try {
+      using _ = patched();
+      let conn: Deno.Conn | undefined;
+      const g = spawn(async () => {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        await conn.read(new Uint8Array(16)); // no finally: the conn is simply abandoned
+      });
+      const peer = await server.accepted();
+      await g.kill();
+      await server.closed(peer); // closed by the interruption, not by the code
+      await assert.rejects(conn!.read(new Uint8Array(16)), Deno.errors.BadResource);
+      conn!.close(); // harmless
+    } finally {
+      server.close();
+    }
+  });
+  await t.step("fetch: a read of res.body's reader is interrupted once", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const closed = server.nextClose();
+      const reading = new Event();
+      let caught: unknown;
+      let after = false;
+      const g = spawn(async () => {
+        const res = await fetch(`${server.origin}/stall`);
+        const reader = res.body!.getReader();
+        try {
+          await reader.read(); // "part"
+          reading.set();
+          await reader.read(); // the rest never comes
+        } catch (error) {
+          caught = error;
+          await sleep(1); // not interrupted again
+          after = true;
+          throw error;
+        }
+      });
+      await reading.wait();
+      await g.kill();
+      assert.equal((caught as Error)?.name, "GreenletExit");
+      assert.equal(after, true);
+      await closed;
+    } finally {
+      await server.close();
+    }
+  });
+  await t.step("killing one greenlet leaves another's fetch alone", async () => {
+    const server = startHttpServer();
+    try {
+      using _ = patched();
+      const arrived = server.nextRequest("/silent");
+      const victim = spawn(unaware.getText, `${server.origin}/silent`);
+      const bystander = spawn(async () => {
+        await server.nextRequest("/silent"); // the victim's request is in
+        return await unaware.getText(`${server.origin}/fast`);
+      });
+      await arrived;
+      await victim.kill();
+      assert.equal(await bystander.get(), "fast");
+    } finally {
+      await server.close();
+    }
+  });
   await t.step("fetch: aborted, connection released", async () => {
     const server = startHttpServer();
     try {
