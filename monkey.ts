@@ -13,8 +13,8 @@
  * | {@linkcode patchDns} | `Deno.resolveDns`; `node:dns` default `lookup` | A/AAAA lookups go through `getHub().resolver` (its cache); others abort on kill |
  * | {@linkcode patchSubprocess} | `Deno.Command` | the child gets SIGTERM (then SIGKILL) when the greenlet is killed or times out |
  *
- * Guarantees: outside any greenlet (and `withTimeout`) every patched function behaves exactly
- * like the original: same results, same errors, same types. Patching is idempotent;
+ * Guarantees: outside every greenlet and every `withTimeout`, each patched function behaves
+ * exactly like the original: same results, same errors, same types. Patching is idempotent;
  * {@linkcode unpatchAll} restores every original. The library's own I/O (`socket.ts`,
  * `resolver.ts`) always uses the originals, so it never goes through a patch.
  *

@@ -6,6 +6,7 @@ import { currentSignal, spawn } from "../greenlet.ts";
 import { getHub, sleep } from "../hub.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { Resolver } from "../resolver.ts";
+import { Socket, SocketError } from "../socket.ts";
 import { Event } from "../event.ts";
 import {
   getOriginal,
@@ -376,6 +377,28 @@ Deno.test("kill() of a greenlet blocked in unaware code returns after its finall
       await server.closed(peer); // closed by the interruption, not by the code
       await assert.rejects(conn!.read(new Uint8Array(16)), Deno.errors.BadResource);
       conn!.close(); // harmless
+    } finally {
+      server.close();
+    }
+  });
+  await t.step("socket.Socket over a patched conn: an interrupted recv closes it", async () => {
+    const server = silentTcpServer();
+    try {
+      using _ = patched();
+      let sock: Socket | undefined;
+      const receiving = new Event();
+      const g = spawn(async () => {
+        sock = new Socket(await Deno.connect({ hostname: "127.0.0.1", port: server.port }));
+        receiving.set(); // wakes the test after this greenlet is blocked in recv()
+        await sock.recv();
+      });
+      const peer = await server.accepted();
+      await receiving.wait();
+      await g.kill();
+      assert.equal(g.value?.constructor.name, "GreenletExit");
+      await server.closed(peer);
+      await assert.rejects(sock!.recv(), SocketError);
+      sock!.close();
     } finally {
       server.close();
     }
