@@ -204,11 +204,11 @@ export class Loop {
     throw error;
   };
 
-  // The run queue holds (fn, arg) pairs in `#queue[0 .. #length)`. Arrays are reused, never
-  // truncated, so a steady flow of callbacks allocates nothing.
+  // The run queue holds (fn, arg) pairs in `#queue[#head .. #length)`. The array is reused,
+  // never truncated, so a steady flow of callbacks allocates nothing.
   #queue: unknown[] = [];
   #length = 0;
-  #spare: unknown[] = [];
+  #head = 0;
   #scheduled = false;
   #sliceStart = 0;
   #now = performance.now();
@@ -259,7 +259,7 @@ export class Loop {
 
   /** Number of callbacks waiting in the run queue. */
   get pendingCount(): number {
-    return this.#length >> 1;
+    return (this.#length - this.#head) >> 1;
   }
 
   #tick: Promise<void> | undefined = undefined;
@@ -324,13 +324,13 @@ export class Loop {
   };
 
   #drain = (): void => {
+    // The queue is consumed in place from #head: a slice break copies nothing, and the array
+    // is compacted only once more than half of a large one has been consumed.
     const queue = this.#queue;
     const n = this.#length;
-    this.#queue = this.#spare;
-    this.#length = 0;
     this.#tick = undefined;
     this.#tickAt = -1;
-    let i = 0;
+    let i = this.#head;
     try {
       while (i < n) {
         const fn = queue[i] as Entry;
@@ -341,20 +341,22 @@ export class Loop {
         if ((i & 2047) === 0 && performance.now() - this.#sliceStart > SLICE_MS) break;
       }
     } finally {
-      if (i < n) {
-        // Out of time (or an internal callback threw): what is left runs first next turn.
-        const rest = queue.slice(i, n);
-        for (let j = 0; j < this.#length; j++) rest.push(this.#queue[j]);
-        this.#queue.fill(undefined, 0, this.#length);
-        this.#spare = this.#queue;
-        this.#queue = rest;
-        this.#length = rest.length;
-        queue.fill(undefined, i, n);
+      const len = this.#length;
+      if (i === len) {
+        this.#head = 0;
+        this.#length = 0;
+      } else if (i >= 65536 && i * 2 >= len) {
+        queue.copyWithin(0, i, len);
+        queue.fill(undefined, len - i, len);
+        this.#length = len - i;
+        this.#head = 0;
+        this.#tick = undefined;
+        this.#tickAt = -1;
       } else {
-        this.#spare = queue;
+        this.#head = i;
       }
       this.#now = performance.now();
-      if (this.#length > 0) this.#kick();
+      if (this.#length > this.#head) this.#kick();
       else this.#scheduled = false;
     }
   };

@@ -25,7 +25,10 @@ export interface ResultGetOptions {
 }
 
 function forget(w: _Waiter<boolean>): void {
-  (w._owner as _Notifier)._waiters!.delete(w);
+  const n = w._owner as _Notifier;
+  const ws = n._waiters;
+  if (ws === w) n._waiters = undefined;
+  else if (ws instanceof Set) ws.delete(w);
 }
 
 function timedOut(w: _Waiter<boolean>): void {
@@ -40,7 +43,7 @@ function runLinks(arg: unknown): void {
 /** @ignore The waiting and linking shared by `Event` and `AsyncResult`. */
 export abstract class _Notifier {
   /** @ignore */
-  _waiters: Set<_Waiter<boolean>> | undefined = undefined;
+  _waiters: _Waiter<boolean> | Set<_Waiter<boolean>> | undefined = undefined;
   #links: ((source: never) => void)[] | undefined = undefined;
   #notifying = false;
 
@@ -50,9 +53,10 @@ export abstract class _Notifier {
   /** @ignore Wakes every waiter and schedules the rawlinks. */
   _notifyAll(): void {
     const ws = this._waiters;
-    if (ws !== undefined && ws.size > 0) {
+    if (ws !== undefined) {
       this._waiters = undefined;
-      for (const w of ws) w._wake(true);
+      if (ws instanceof Set) { for (const w of ws) w._wake(true); }
+      else ws._wake(true);
     }
     if (this.#links !== undefined && !this.#notifying) {
       this.#notifying = true;
@@ -99,7 +103,10 @@ export abstract class _Notifier {
     }
     w._owner = this;
     w._onCancel = forget;
-    (this._waiters ??= new Set()).add(w);
+    const ws = this._waiters;
+    if (ws === undefined) this._waiters = w;
+    else if (ws instanceof Set) ws.add(w);
+    else this._waiters = new Set([ws, w]);
     w._arm(timeout, timedOut);
     return w.promise;
   }
@@ -134,7 +141,9 @@ export abstract class _Notifier {
 
   /** The number of greenlets waiting and callbacks linked. */
   linkCount(): number {
-    return (this._waiters?.size ?? 0) + (this.#links?.length ?? 0);
+    const ws = this._waiters;
+    const n = ws === undefined ? 0 : ws instanceof Set ? ws.size : 1;
+    return n + (this.#links?.length ?? 0);
   }
 }
 

@@ -177,6 +177,15 @@ export function _inHub(): boolean {
 
 function noop(): void {}
 
+// One shared executor instead of a closure per waiter: it runs synchronously inside the
+// Promise constructor, and the constructor copies the captured resolvers out at once.
+let capturedRes: ((value: never) => void) | undefined;
+let capturedRej: ((error: unknown) => void) | undefined;
+function captureResolvers(res: (value: never) => void, rej: (error: unknown) => void): void {
+  capturedRes = res;
+  capturedRej = rej;
+}
+
 /**
  * @ignore One blocking call. It is woken with `_wake(value)`, failed with `_fail(error)`; when
  * its timeout elapses `_onTimeout(waiter)` decides the result. `_owner` and `_onCancel` let the
@@ -199,10 +208,9 @@ export class _Waiter<T> {
 
   constructor(ctx: _Context) {
     this._ctx = ctx;
-    this.promise = new Promise<T>((res, rej) => {
-      this._res = res;
-      this._rej = rej;
-    });
+    this.promise = new Promise<T>(captureResolvers);
+    this._res = capturedRes as (value: T) => void;
+    this._rej = capturedRej!;
     const prev = ctx._w;
     if (prev !== undefined) (ctx._ws ??= []).push(prev);
     ctx._w = this as _Waiter<unknown>;
