@@ -273,9 +273,7 @@ export class Greenlet<T = unknown> extends _Context {
     fn: (...args: A) => R,
     ...args: A
   ): Greenlet<Awaited<R>> {
-    const g = new Greenlet<Awaited<R>>(fn as AnyFn as () => Awaited<R>, ...args);
-    g.start();
-    return g;
+    return spawn(fn, ...args);
   }
 
   /** Queues the greenlet to run. Starting a started or dead greenlet does nothing. */
