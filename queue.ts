@@ -259,13 +259,72 @@ function checkMaxsize(maxsize: unknown): number {
   return maxsize === 0 || maxsize > UNBOUNDED ? UNBOUNDED : maxsize;
 }
 
-/** Validates options and returns an error to reject with, or undefined. */
-function badOptions(options: QueueOptions | undefined): Error | undefined {
+/**
+ * @ignore Validates the options of a blocking call (an object, if given, with a valid
+ * `timeout`) and returns an error to reject with, or undefined.
+ */
+export function _badOptions(options: { timeout?: number } | undefined): Error | undefined {
   if (options === undefined) return undefined;
   if (options === null || typeof options !== "object") {
     return new TypeError(`'options' must be an object: current value is ${options}`);
   }
   return _badTimeout(options.timeout);
+}
+
+/**
+ * @ignore The options readers of blocking calls return it for a call that must not wait
+ * (`block: false`, or `timeout: 0`): no valid timeout is negative.
+ */
+export const _NO_WAIT: number = -1;
+
+/**
+ * Reads the options of a blocking `get`, `put` or `peek`: an error to reject with, `_NO_WAIT`
+ * when the call must not wait, else the timeout to wait with (`undefined`: forever).
+ */
+function waitTimeout(options: QueueOptions | undefined): number | undefined | Error {
+  if (options === undefined) return undefined;
+  const bad = _badOptions(options);
+  if (bad !== undefined) return bad;
+  return options.block === false || options.timeout === 0 ? _NO_WAIT : options.timeout;
+}
+
+/**
+ * @ignore Begins a blocking call that waits in `list` (with `item`, for a putter): the waiter
+ * belongs to `owner`, `onCancel` unlists it when it is interrupted, and `onTimeout` settles it
+ * when `timeout` elapses. Returns its promise, or a promise already rejected (see `_begin`).
+ */
+export function _waitIn<T>(
+  owner: unknown,
+  list: _WaitList,
+  item: unknown,
+  onCancel: (w: _AnyWaiter) => void,
+  timeout: number | undefined,
+  onTimeout: (w: _Waiter<T>) => void,
+): Promise<T> {
+  const w = _begin<T>();
+  if (w instanceof Promise) return w;
+  w._owner = owner;
+  w._onCancel = onCancel;
+  list.push(w, item);
+  w._arm(timeout, onTimeout);
+  return w.promise;
+}
+
+// The calls that settle at once but yield first (see `_mustYield`), for every queue class.
+async function putLater<T>(
+  q: { put(item: T, options?: QueueOptions): Promise<void> },
+  item: T,
+  options: QueueOptions | undefined,
+): Promise<void> {
+  await sleep(0);
+  return q.put(item, options);
+}
+async function getLater<T>(
+  q: { get(options?: QueueOptions): Promise<T> },
+  options: QueueOptions | undefined,
+): Promise<T> {
+  await sleep(0);
+  return q.get(options);
 }
 
 /**
@@ -473,35 +532,19 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.block !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = waitTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (this._size < this.#maxsize && this._putters.live === 0) {
-      if (block && _mustYield()) return this.#putLater(item, options);
+      if (timeout !== _NO_WAIT && _mustYield()) return putLater(this, item, options);
       this.#enter(item);
       if (this._getters.live > 0) this.#scheduleUnlock();
       return RESOLVED;
     }
-    if (!block) return Promise.reject(new Full());
-    const w = _begin<void>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetPutter;
-    this._putters.push(w, item);
-    w._arm(timeout, putTimedOut);
+    if (timeout === _NO_WAIT) return Promise.reject(new Full());
+    const p = _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut);
     if (this._size < this.#maxsize) this.#scheduleUnlock();
-    return w.promise;
-  }
-
-  async #putLater(item: T, options: QueueOptions | undefined): Promise<void> {
-    await sleep(0);
-    return this.put(item, options);
+    return p;
   }
 
   /**
@@ -529,32 +572,15 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   get(options?: QueueOptions): Promise<T> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.block !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = waitTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._size > this._getters.live) {
-      if (block && _mustYield()) return this.#getLater(options);
+      if (timeout !== _NO_WAIT && _mustYield()) return getLater(this, options);
       return Promise.resolve(this.#take());
     }
     if (this.#shutdown) return Promise.reject(new ShutDown());
-    if (!block) return Promise.reject(new Empty());
-    const w = _begin<T>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetGetter;
-    this._getters.push(w, undefined);
-    w._arm(timeout, getTimedOut);
-    return w.promise;
-  }
-
-  async #getLater(options: QueueOptions | undefined): Promise<T> {
-    await sleep(0);
-    return this.get(options);
+    if (timeout === _NO_WAIT) return Promise.reject(new Empty());
+    return _waitIn<T>(this, this._getters, undefined, forgetGetter, timeout, getTimedOut);
   }
 
   /**
@@ -581,24 +607,12 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   peek(options?: QueueOptions): Promise<T> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.block !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = waitTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._size > 0) return Promise.resolve(this._peek());
     if (this.#shutdown) return Promise.reject(new ShutDown());
-    if (!block) return Promise.reject(new Empty());
-    const w = _begin<T>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetPeeker;
-    this._peekers.push(w, undefined);
-    w._arm(timeout, getTimedOut);
-    return w.promise;
+    if (timeout === _NO_WAIT) return Promise.reject(new Empty());
+    return _waitIn<T>(this, this._peekers, undefined, forgetPeeker, timeout, getTimedOut);
   }
 
   /**
@@ -964,35 +978,18 @@ export class Channel<T> implements AsyncIterable<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.block !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = waitTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._getters.live > 0) {
-      if (block && _mustYield()) return this.#putLater(item, options);
+      if (timeout !== _NO_WAIT && _mustYield()) return putLater(this, item, options);
       const w = this._getters.shift();
       if (w !== undefined) {
         w._wake(item);
         return RESOLVED;
       }
     }
-    if (!block) return Promise.reject(new Full());
-    const w = _begin<void>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetPutter;
-    this._putters.push(w, item);
-    w._arm(timeout, putTimedOut);
-    return w.promise;
-  }
-
-  async #putLater(item: T, options: QueueOptions | undefined): Promise<void> {
-    await sleep(0);
-    return this.put(item, options);
+    if (timeout === _NO_WAIT) return Promise.reject(new Full());
+    return _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut);
   }
 
   /**
@@ -1016,16 +1013,10 @@ export class Channel<T> implements AsyncIterable<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   get(options?: QueueOptions): Promise<T> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.block !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = waitTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._putters.live > 0) {
-      if (block && _mustYield()) return this.#getLater(options);
+      if (timeout !== _NO_WAIT && _mustYield()) return getLater(this, options);
       const w = this._putters.shift();
       if (w !== undefined) {
         const item = this._putters.item as T;
@@ -1034,19 +1025,8 @@ export class Channel<T> implements AsyncIterable<T> {
         return Promise.resolve(item);
       }
     }
-    if (!block) return Promise.reject(new Empty());
-    const w = _begin<T>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetGetter;
-    this._getters.push(w, undefined);
-    w._arm(timeout, getTimedOut);
-    return w.promise;
-  }
-
-  async #getLater(options: QueueOptions | undefined): Promise<T> {
-    await sleep(0);
-    return this.get(options);
+    if (timeout === _NO_WAIT) return Promise.reject(new Empty());
+    return _waitIn<T>(this, this._getters, undefined, forgetGetter, timeout, getTimedOut);
   }
 
   /**
