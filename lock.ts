@@ -13,9 +13,9 @@
  * @module
  */
 
-import { _badTimeout, _begin, type _Context, _current, type _Waiter } from "./hub.ts";
+import { type _Context, _current, type _Waiter } from "./hub.ts";
 import { sleep } from "./hub.ts";
-import { type _AnyWaiter, _mustYield, _WaitList } from "./queue.ts";
+import { type _AnyWaiter, _badOptions, _mustYield, _NO_WAIT, _waitIn, _WaitList } from "./queue.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of {@linkcode Semaphore.acquire} and {@linkcode RLock.acquire}. */
@@ -94,11 +94,24 @@ function checkValue(value: unknown): number {
   return value;
 }
 
-function badAcquire(options: AcquireOptions | undefined): Error | undefined {
-  if (options === null || typeof options !== "object") {
-    return new TypeError(`'options' must be an object: current value is ${options}`);
-  }
-  return _badTimeout(options.timeout);
+/**
+ * Reads the options of `acquire`: an error to reject with, `_NO_WAIT` when the call must not
+ * wait, else the timeout to wait with (`undefined`: forever).
+ */
+function acquireTimeout(options: AcquireOptions | undefined): number | undefined | Error {
+  if (options === undefined) return undefined;
+  const bad = _badOptions(options);
+  if (bad !== undefined) return bad;
+  return options.blocking === false || options.timeout === 0 ? _NO_WAIT : options.timeout;
+}
+
+/** An `acquire` that would not wait but yields first (see `_mustYield`). */
+async function acquireLater(
+  lock: { acquire(options?: AcquireOptions): Promise<boolean> },
+  options: AcquireOptions | undefined,
+): Promise<boolean> {
+  await sleep(0);
+  return lock.acquire(options);
 }
 
 async function holdOf(
@@ -180,32 +193,15 @@ export class Semaphore {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   acquire(options?: AcquireOptions): Promise<boolean> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badAcquire(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.blocking !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = acquireTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._counter > 0) {
-      if (block && _mustYield()) return this.#acquireLater(options);
+      if (timeout !== _NO_WAIT && _mustYield()) return acquireLater(this, options);
       this._counter--;
       return TRUE;
     }
-    if (!block) return FALSE;
-    const w = _begin<boolean>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forget;
-    this._waiters.push(w, undefined);
-    w._arm(timeout, timedOut);
-    return w.promise;
-  }
-
-  async #acquireLater(options: AcquireOptions | undefined): Promise<boolean> {
-    await sleep(0);
-    return this.acquire(options);
+    if (timeout === _NO_WAIT) return FALSE;
+    return _waitIn<boolean>(this, this._waiters, undefined, forget, timeout, timedOut);
   }
 
   /**
@@ -354,34 +350,17 @@ export class RLock {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   acquire(options?: AcquireOptions): Promise<boolean> {
-    let block = true;
-    let timeout: number | undefined;
-    if (options !== undefined) {
-      const bad = badAcquire(options);
-      if (bad !== undefined) return Promise.reject(bad);
-      block = options.blocking !== false && options.timeout !== 0;
-      timeout = options.timeout;
-    }
+    const timeout = acquireTimeout(options);
+    if (typeof timeout === "object") return Promise.reject(timeout);
     const me = _current();
     if (this.#owner === me || this.#owner === undefined) {
-      if (block && _mustYield()) return this.#acquireLater(options);
+      if (timeout !== _NO_WAIT && _mustYield()) return acquireLater(this, options);
       this.#owner = me;
       this.#count++;
       return TRUE;
     }
-    if (!block) return FALSE;
-    const w = _begin<boolean>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forget;
-    this._waiters.push(w, undefined);
-    w._arm(timeout, timedOut);
-    return w.promise;
-  }
-
-  async #acquireLater(options: AcquireOptions | undefined): Promise<boolean> {
-    await sleep(0);
-    return this.acquire(options);
+    if (timeout === _NO_WAIT) return FALSE;
+    return _waitIn<boolean>(this, this._waiters, undefined, forget, timeout, timedOut);
   }
 
   /**
