@@ -23,7 +23,7 @@
 import { _badTimeout, _begin, type _Waiter, sleep } from "./hub.ts";
 import { getCurrent, Greenlet, GreenletExit, killAll, type KillOptions } from "./greenlet.ts";
 import { _clearLocals } from "./local.ts";
-import { type _AnyWaiter, _mustYield, _WaitList } from "./queue.ts";
+import { type _AnyWaiter, _mustYield, _waitIn, _WaitList } from "./queue.ts";
 
 /**
  * Raised (as a rejection) by {@linkcode Pool.add} when the pool stays full: `blocking: false`,
@@ -634,13 +634,7 @@ export class Pool extends GroupBase {
 
   /** Waits for a slot and reserves it; resolves false on timeout. */
   #reserve(timeout: number | undefined): Promise<boolean> {
-    const w = _begin<boolean>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetSlot;
-    this._slotWaiters.push(w, undefined);
-    w._arm(timeout, slotTimedOut);
-    return w.promise;
+    return _waitIn<boolean>(this, this._slotWaiters, undefined, forgetSlot, timeout, slotTimedOut);
   }
 
   /** @ignore */
@@ -736,13 +730,7 @@ export class Pool extends GroupBase {
     const free = this.freeCount();
     if (free > 0) return Promise.resolve(free);
     if (timeout === 0) return Promise.resolve(0);
-    const w = _begin<number>();
-    if (w instanceof Promise) return w;
-    w._owner = this;
-    w._onCancel = forgetWatcher;
-    this._watchers.push(w, undefined);
-    w._arm(timeout, watchTimedOut);
-    return w.promise;
+    return _waitIn<number>(this, this._watchers, undefined, forgetWatcher, timeout, watchTimedOut);
   }
 }
 
