@@ -7,6 +7,9 @@
  * deno run -A bench/resolver_bench.ts [--latency=50] # the figures of issue 3, as a table
  * ```
  *
+ * `--max-concurrent=N` sets the resolver's `maxConcurrent` (default 256);
+ * `--recv-buffer-size=N` is passed to the server process (see `DnsServerOptions`).
+ *
  * Targets (issue 3): cached lookups >= 1,000,000/s; 1,000 concurrent lookups complete with
  * no error in about the server's latency. The loopback server (`tests/_dns_server.ts`, on
  * `node:dgram`) and `Deno.resolveDns` itself bound the second figure: the raw baseline runs
@@ -97,6 +100,7 @@ async function startServerProcess(latency: number): Promise<ServerProcess> {
       script,
       "--synthetic",
       `--latency=${latency}`,
+      ...Deno.args.filter((a) => a.startsWith("--recv-buffer-size=")),
     ],
     stdin: "piped",
     stdout: "piped",
