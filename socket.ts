@@ -44,6 +44,7 @@ import {
   type GetnameinfoOptions,
   getResolver,
   type HostEntry,
+  type Resolver,
 } from "./resolver.ts";
 
 export { GaiError, SocketError, type SocketErrorOptions, SocketTimeout } from "./_errors.ts";
@@ -59,6 +60,19 @@ export type {
 
 // ---------------------------------------------------------------------------------------
 // Name resolution, through the hub's resolver
+
+/**
+ * Calls the hub's resolver: what the name functions below share. A throw (a hub resolver
+ * that is not a `Resolver`, or a method that throws at once) becomes a rejection, so these
+ * blocking calls always fail asynchronously.
+ */
+function _viaResolver<T>(call: (resolver: Resolver) => Promise<T>): Promise<T> {
+  try {
+    return call(getResolver());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
 
 /**
  * Resolves a host name to one IPv4 address, cooperatively: gevent's
@@ -79,11 +93,7 @@ export type {
  * ```
  */
 export function gethostbyname(host: string): Promise<string> {
-  try {
-    return getResolver().gethostbyname(host);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.gethostbyname(host));
 }
 
 /**
@@ -103,11 +113,7 @@ export function gethostbyname(host: string): Promise<string> {
  * ```
  */
 export function gethostbynameEx(host: string): Promise<HostEntry> {
-  try {
-    return getResolver().gethostbynameEx(host);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.gethostbynameEx(host));
 }
 
 /**
@@ -135,11 +141,7 @@ export function getaddrinfo(
   port: number,
   options?: GetaddrinfoOptions,
 ): Promise<AddrInfo[]> {
-  try {
-    return getResolver().getaddrinfo(host, port, options);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.getaddrinfo(host, port, options));
 }
 
 /**
@@ -165,11 +167,7 @@ export function getaddrinfo(
  * ```
  */
 export function gethostbyaddr(ip: string): Promise<HostEntry> {
-  try {
-    return getResolver().gethostbyaddr(ip);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.gethostbyaddr(ip));
 }
 
 /**
@@ -195,11 +193,7 @@ export function getnameinfo(
   address: Address,
   options?: GetnameinfoOptions,
 ): Promise<[host: string, port: string]> {
-  try {
-    return getResolver().getnameinfo(address, options);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.getnameinfo(address, options));
 }
 
 /**
@@ -224,11 +218,7 @@ export function getnameinfo(
  * ```
  */
 export function getfqdn(name?: string): Promise<string> {
-  try {
-    return getResolver().getfqdn(name);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return _viaResolver((r) => r.getfqdn(name));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,7 +325,8 @@ function forgetReader(w: _Waiter<Uint8Array | number>): void {
   if (io.reader === w) io.reader = undefined;
 }
 
-function readTimedOut(w: _Waiter<Uint8Array | number>): void {
+/** The socket timeout of a `recv` or a `send` elapsed. */
+function _timedOut<T>(w: _Waiter<T>): void {
   w._fail(new SocketTimeout());
 }
 
@@ -363,7 +354,7 @@ function receive(io: SocketIO, want: number | Uint8Array): Promise<Uint8Array | 
   io.want = want;
   w._owner = io;
   w._onCancel = forgetReader;
-  w._arm(io.timeout, readTimedOut);
+  w._arm(io.timeout, _timedOut);
   return w.promise;
 }
 
@@ -412,10 +403,6 @@ function forgetWriter(w: _Waiter<number | undefined>): void {
   }
 }
 
-function writeTimedOut(w: _Waiter<number | undefined>): void {
-  w._fail(new SocketTimeout());
-}
-
 function transmit(io: SocketIO, data: Uint8Array, all: boolean): Promise<number | undefined> {
   if (!(data instanceof Uint8Array)) {
     return Promise.reject(
@@ -434,8 +421,14 @@ function transmit(io: SocketIO, data: Uint8Array, all: boolean): Promise<number 
   w._owner = io;
   w._onCancel = forgetWriter;
   if (!io.writing) startWrite(io, data, w);
-  w._arm(io.timeout, writeTimedOut);
+  w._arm(io.timeout, _timedOut);
   return w.promise;
+}
+
+/** Throws the error `_badTimeout` finds in a `timeout` option or property, if any. */
+function _checkTimeout(timeout: unknown): void {
+  const bad = _badTimeout(timeout);
+  if (bad !== undefined) throw bad;
 }
 
 function checkSize(name: string, n: unknown): void {
@@ -508,8 +501,7 @@ export class Socket {
     if (conn === null || typeof conn !== "object" || typeof conn.read !== "function") {
       throw new TypeError(`'conn' must be a Deno.Conn: current value is ${String(conn)}`);
     }
-    const bad = _badTimeout(options.timeout);
-    if (bad !== undefined) throw bad;
+    _checkTimeout(options.timeout);
     this.#io = new SocketIO(conn, options.timeout);
   }
 
@@ -522,8 +514,7 @@ export class Socket {
     return this.#io.timeout;
   }
   set timeout(value: number | undefined) {
-    const bad = _badTimeout(value);
-    if (bad !== undefined) throw bad;
+    _checkTimeout(value);
     this.#io.timeout = value;
   }
 
@@ -901,8 +892,7 @@ export async function createConnection(
 ): Promise<Socket> {
   const [host, port] = checkAddress(address);
   const { timeout, sourceAddress, tls } = options;
-  const bad = _badTimeout(timeout);
-  if (bad !== undefined) throw bad;
+  _checkTimeout(timeout);
   let source: Address | undefined;
   if (sourceAddress !== undefined) {
     const [sh, sp] = checkAddress(sourceAddress, "sourceAddress");
@@ -1041,8 +1031,7 @@ export class ListeningSocket {
     ) {
       throw new TypeError(`'listener' must be a Deno.Listener: current value is ${listener}`);
     }
-    const bad = _badTimeout(options.timeout);
-    if (bad !== undefined) throw bad;
+    _checkTimeout(options.timeout);
     this.#io = new ListenerIO(listener, options.timeout);
   }
 
@@ -1051,8 +1040,7 @@ export class ListeningSocket {
     return this.#io.timeout;
   }
   set timeout(value: number | undefined) {
-    const bad = _badTimeout(value);
-    if (bad !== undefined) throw bad;
+    _checkTimeout(value);
     this.#io.timeout = value;
   }
 
@@ -1187,8 +1175,7 @@ export function listen(address: Address, options: ListenOptions = {}): Listening
   if (backlog !== undefined && (!Number.isInteger(backlog) || backlog < 1)) {
     throw new RangeError(`'backlog' must be a positive integer: current value is ${backlog}`);
   }
-  const bad = _badTimeout(timeout);
-  if (bad !== undefined) throw bad;
+  _checkTimeout(timeout);
   const hostname = host === "" ? "0.0.0.0" : host.replace(/^\[(.*)\]$/, "$1");
   let listener: Deno.Listener;
   try {

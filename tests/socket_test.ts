@@ -28,6 +28,45 @@ async function pair(): Promise<[Socket, Socket]> {
   return [client, peer];
 }
 
+/** The outcome of an elapsed socket, accept or connect timeout: a SocketTimeout. */
+const elapsedIsSocketTimeout = ({ error }: { error?: unknown }): void =>
+  assert.ok(error instanceof SocketTimeout, String(error));
+
+/**
+ * The timeout contract of a call bounded by the `timeout` of `sock` (a Socket or a
+ * ListeningSocket): each timeout under test is set on it first, and a bad one rejects.
+ */
+function assertSocketTimeoutContract(
+  t: Deno.TestContext,
+  sock: { timeout: number | undefined },
+  call: () => Promise<unknown>,
+): Promise<void> {
+  return assertTimeoutContract(t, {
+    call: (ms) => {
+      try {
+        sock.timeout = ms;
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return call();
+    },
+    elapsed: elapsedIsSocketTimeout,
+  });
+}
+
+/** Runs `call` in a greenlet, kills the greenlet once `call` waits, and checks it exited. */
+async function killWhileWaiting(call: () => Promise<unknown>): Promise<void> {
+  const waiting = new Event();
+  const g = spawn(async () => {
+    waiting.set();
+    return await call();
+  });
+  await waiting.wait();
+  await sleep(0);
+  await g.kill();
+  assert.ok(g.value instanceof GreenletExit);
+}
+
 /** Reads exactly `n` bytes. */
 async function recvExactly(sock: Socket, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -92,15 +131,7 @@ Deno.test("recv() interrupted by kill() loses no bytes; the socket stays usable"
   const [client, peer] = await pair();
   using _c = client;
   using _p = peer;
-  const reading = new Event();
-  const g = spawn(async () => {
-    reading.set();
-    return await client.recv();
-  });
-  await reading.wait();
-  await sleep(0);
-  await g.kill();
-  assert.ok(g.value instanceof GreenletExit);
+  await killWhileWaiting(() => client.recv());
   await peer.sendall(enc.encode("kept"));
   assert.equal(text(await client.recv()), "kept");
   await client.sendall(enc.encode("still writable"));
@@ -111,45 +142,17 @@ Deno.test("recv() honours the timeout contract (the socket timeout)", async (t) 
   const [client, peer] = await pair();
   using _c = client;
   using _p = peer;
-  await assertTimeoutContract(t, {
-    call: (ms) => {
-      try {
-        client.timeout = ms;
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      return client.recv();
-    },
-    elapsed: ({ error }) => assert.ok(error instanceof SocketTimeout, String(error)),
-  });
+  await assertSocketTimeoutContract(t, client, () => client.recv());
 });
 
 Deno.test("accept() honours the timeout contract", async (t) => {
   using server = listen(["127.0.0.1", 0]);
-  await assertTimeoutContract(t, {
-    call: (ms) => {
-      try {
-        server.timeout = ms;
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      return server.accept();
-    },
-    elapsed: ({ error }) => assert.ok(error instanceof SocketTimeout, String(error)),
-  });
+  await assertSocketTimeoutContract(t, server, () => server.accept());
 });
 
 Deno.test("accept() interrupted by kill() keeps the connection for the next accept()", async () => {
   using server = listen(["127.0.0.1", 0]);
-  const waiting = new Event();
-  const g = spawn(async () => {
-    waiting.set();
-    return await server.accept();
-  });
-  await waiting.wait();
-  await sleep(0);
-  await g.kill();
-  assert.ok(g.value instanceof GreenletExit);
+  await killWhileWaiting(() => server.accept());
   using client = await createConnection(server.getsockname());
   const [conn, address] = await server.accept();
   using _ = conn;
@@ -178,7 +181,7 @@ Deno.test("createConnection() honours the timeout contract (a TLS peer that neve
   });
   await assertTimeoutContract(t, {
     call: (ms) => createConnection(server.getsockname(), { timeout: ms, tls: true }),
-    elapsed: ({ error }) => assert.ok(error instanceof SocketTimeout, String(error)),
+    elapsed: elapsedIsSocketTimeout,
   });
   await acceptor.kill();
   for (const s of accepted) s.close();
@@ -395,17 +398,7 @@ Deno.test("send() honours the timeout contract (a peer that does not read)", asy
   // Fill the socket buffers first so that the next write has to wait.
   client.timeout = 50;
   await client.sendall(big).catch(() => {});
-  await assertTimeoutContract(t, {
-    call: (ms) => {
-      try {
-        client.timeout = ms;
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      return client.send(big);
-    },
-    elapsed: ({ error }) => assert.ok(error instanceof SocketTimeout, String(error)),
-  });
+  await assertSocketTimeoutContract(t, client, () => client.send(big));
   client.close();
 });
 
