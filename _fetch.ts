@@ -15,42 +15,116 @@
 
 import { _blocking, _combine, _cooperative, type _Patch } from "./_platform.ts";
 import { currentSignal } from "./greenlet.ts";
+import { _begin, type _Waiter } from "./hub.ts";
 
 // Each request gets its own AbortController, linked to the greenlet's `currentSignal()` by one
 // listener per signal: passing the long-lived signal itself would hang a dependent signal on
-// it for every request of the greenlet (Deno's Request follows its init signal).
-const linked = new WeakMap<AbortSignal, Set<AbortController>>();
+// it for every request of the greenlet (Deno's Request follows its init signal), and a read
+// of the body in another greenlet could not abort that one request.
+/** The requests linked to each scope signal, not yet unlinked. */
+const linked = new WeakMap<AbortSignal, Ring>();
 /** The link of each response of a patched fetch whose body is not read yet. */
 const links = new WeakMap<Response, Link>();
 /** The body stream handed out for each response (cooperative or Deno's own). */
 const bodies = new WeakMap<Response, ReadableStream<Uint8Array<ArrayBuffer>> | null>();
 
-interface Link {
-  scope: AbortSignal;
-  ctl: AbortController;
+/**
+ * A node of a circular list (no hashing, no allocation to add or remove): the head of a
+ * scope's list of requests, or a request itself (pointing at itself when in no list).
+ */
+class Ring {
+  prev: Ring = this;
+  next: Ring = this;
+}
+
+/** A request's own controller, in its scope's list until its body is read. */
+class Link extends Ring {
+  readonly ctl: AbortController = new AbortController();
 }
 
 function link(scope: AbortSignal): Link {
-  const ctl = new AbortController();
+  const l = new Link();
   if (scope.aborted) {
-    ctl.abort(scope.reason);
-    return { scope, ctl };
+    l.ctl.abort(scope.reason);
+    return l;
   }
-  let set = linked.get(scope);
-  if (set === undefined) {
-    const ctls = set = new Set();
-    linked.set(scope, ctls);
-    scope.addEventListener("abort", () => {
-      for (const c of ctls) c.abort(scope.reason);
-      ctls.clear();
-    }, { once: true });
+  let head = linked.get(scope);
+  if (head === undefined) {
+    const ring = head = new Ring();
+    linked.set(scope, ring);
+    scope.addEventListener("abort", () => abortAll(ring, scope.reason), { once: true });
   }
-  set.add(ctl);
-  return { scope, ctl };
+  const last = head.prev;
+  l.prev = last;
+  l.next = head;
+  last.next = l;
+  head.prev = l;
+  return l;
+}
+
+/** Aborts (and unlinks) every request in the list of `head`. */
+function abortAll(head: Ring, reason: unknown): void {
+  let node = head.next;
+  head.prev = head.next = head;
+  while (node !== head) {
+    const next = node.next;
+    node.prev = node.next = node;
+    (node as Link).ctl.abort(reason);
+    node = next;
+  }
 }
 
 function unlink(l: Link | undefined): void {
-  if (l !== undefined) linked.get(l.scope)?.delete(l.ctl);
+  if (l === undefined || l.next === l) return;
+  l.prev.next = l.next;
+  l.next.prev = l.prev;
+  l.prev = l.next = l;
+}
+
+function noop(): void {}
+
+/** `_onCancel` of a request's blocking calls: the kill or Timeout aborts the request. */
+function abortOwner<T>(w: _Waiter<T>): void {
+  (w._owner as Link).ctl.abort();
+}
+
+/**
+ * The end of a blocking body read `p` (started after `begin(l)` returned `w`), in one `.then`:
+ * when `p` settles the request of `l` is unlinked from its scope and `w` gets the outcome.
+ */
+function settle<T>(w: _Waiter<T>, p: Promise<T>, l: Link | undefined): Promise<T> {
+  p.then((value) => {
+    unlink(l);
+    w._wake(value);
+  }, (error) => {
+    unlink(l);
+    w._onCancel = undefined;
+    w._fail(error);
+  });
+  return w.promise;
+}
+
+/**
+ * `_blocking`'s start, without closures: begins a blocking call of the current flow whose
+ * interruption aborts the request of `l`. An exception already pending is returned as a
+ * rejected promise, and that request is aborted and unlinked all the same.
+ */
+function begin<T>(l: Link | undefined): _Waiter<T> | Promise<never> {
+  const w = _begin<T>();
+  if (w instanceof Promise) {
+    // An exception was pending: the request is interrupted all the same.
+    if (l !== undefined) {
+      l.ctl.abort();
+      unlink(l);
+    }
+    return w;
+  }
+  if (l !== undefined) {
+    w._owner = l;
+    w._onCancel = abortOwner;
+  }
+  w._arm(undefined, noop);
+  return w;
 }
 
 type BodyMethod = (this: Response) => Promise<unknown>;
@@ -60,11 +134,19 @@ function makeBodyMethod(original: BodyMethod): BodyMethod {
   return function (this: Response): Promise<unknown> {
     if (!_cooperative()) return original.call(this);
     const l = links.get(this);
-    if (l === undefined) return _blocking(() => original.call(this));
-    links.delete(this);
-    const p = _blocking(() => original.call(this), () => l.ctl.abort());
-    p.then(() => unlink(l), () => unlink(l));
-    return p;
+    if (l !== undefined) links.delete(this);
+    const w = begin<unknown>(l);
+    if (w instanceof Promise) return w;
+    let p: Promise<unknown>;
+    try {
+      p = original.call(this);
+    } catch (error) {
+      unlink(l);
+      w._onCancel = undefined;
+      w._fail(error);
+      return w.promise;
+    }
+    return settle(w, p, l);
   };
 }
 
@@ -130,20 +212,32 @@ function cooperativeBody(
 function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
   return function fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     if (!_cooperative()) return original(input, init);
+    const w = _begin<Response>();
+    if (w instanceof Promise) return w; // an exception was pending: no request at all
     const l = link(currentSignal());
+    w._owner = l;
+    w._onCancel = abortOwner;
+    w._arm(undefined, noop);
     const theirs = init?.signal ?? (input instanceof Request ? input.signal : undefined);
-    const options: RequestInit = { ...init, signal: _combine(l.ctl.signal, theirs) };
-    return _blocking(
-      () =>
-        original(input, options).then((res) => {
-          links.set(res, l);
-          return res;
-        }, (error) => {
-          unlink(l);
-          throw error;
-        }),
-      () => l.ctl.abort(),
-    );
+    const signal = _combine(l.ctl.signal, theirs);
+    let p: Promise<Response>;
+    try {
+      p = original(input, init === undefined ? { signal } : { ...init, signal });
+    } catch (error) {
+      unlink(l);
+      w._onCancel = undefined;
+      w._fail(error);
+      return w.promise;
+    }
+    p.then((res) => {
+      links.set(res, l);
+      w._wake(res);
+    }, (error) => {
+      unlink(l);
+      w._onCancel = undefined;
+      w._fail(error);
+    });
+    return w.promise;
   } as typeof globalThis.fetch;
 }
 
