@@ -127,14 +127,6 @@ export class _Context {
   _hasPending(): boolean {
     return this._pending !== NONE;
   }
-
-  /** Takes the pending exception, if it is `exc` (or any, when `exc` is omitted). */
-  _takePending(exc?: unknown): unknown {
-    const p = this._pending;
-    if (p === NONE || (exc !== undefined && p !== exc)) return NONE;
-    this._pending = NONE;
-    return p;
-  }
 }
 
 _Context.prototype._ws = undefined;
@@ -316,16 +308,9 @@ export function _begin<T>(): _Waiter<T> | Promise<never> {
     return Promise.reject(new BlockingSwitchOutError());
   }
   const ctx = als.getStore() ?? _root;
-  if (ctx._pending !== NONE) {
-    const p = ctx._pending;
-    ctx._pending = NONE;
-    return Promise.reject(p);
-  }
-  const parent = ctx._parent;
-  if (parent !== undefined && parent._pending !== NONE) {
-    const p = parent._pending;
-    parent._pending = NONE;
-    return Promise.reject(p);
+  if (ctx._pending !== NONE || ctx._parent !== undefined) {
+    const p = takePending(ctx);
+    if (p !== NONE) return Promise.reject(p);
   }
   return new _Waiter<T>(ctx);
 }
