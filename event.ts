@@ -7,7 +7,7 @@
  * @module
  */
 
-import { _badTimeout, _begin, type _Waiter, getHub } from "./hub.ts";
+import { _badTimeout, _begin, _refusal, type _Waiter, getHub } from "./hub.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of a wait with a deadline. */
@@ -23,6 +23,10 @@ export interface ResultGetOptions {
   /** Milliseconds to wait at most; when it elapses, `Timeout` is thrown. */
   timeout?: number;
 }
+
+// Settled promises are immutable: calls that need not wait share these.
+const RESOLVED_TRUE: Promise<boolean> = Promise.resolve(true);
+const RESOLVED_FALSE: Promise<boolean> = Promise.resolve(false);
 
 function forget(w: _Waiter<boolean>): void {
   const n = w._owner as _Notifier;
@@ -91,16 +95,10 @@ export abstract class _Notifier {
       const bad = _badTimeout(timeout);
       if (bad !== undefined) return Promise.reject(bad);
     }
+    if (this.ready()) return _refusal() ?? RESOLVED_TRUE;
+    if (timeout === 0) return _refusal() ?? RESOLVED_FALSE;
     const w = _begin<boolean>();
     if (w instanceof Promise) return w;
-    if (this.ready()) {
-      w._wake(true);
-      return w.promise;
-    }
-    if (timeout === 0) {
-      w._wake(false);
-      return w.promise;
-    }
     w._owner = this;
     w._onCancel = forget;
     const ws = this._waiters;

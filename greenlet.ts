@@ -12,6 +12,7 @@
 
 import { _checkMs } from "./core.ts";
 import {
+  _badCount,
   _begin,
   _Context,
   _current,
@@ -779,10 +780,9 @@ export async function joinAll<G extends Greenlet<unknown>>(
   const { timeout, raiseError = false } = options;
   if (timeout !== undefined) _checkMs("timeout", timeout);
   const list = [...greenlets];
+  const badCount = _badCount(options.count);
+  if (badCount !== undefined) throw badCount;
   const count = options.count ?? list.length;
-  if (!Number.isInteger(count) || count < 0) {
-    throw new RangeError(`'count' must be a non-negative integer: current value is ${count}`);
-  }
   const target = Math.min(count, list.length);
   const done: G[] = [];
   let pending = 0;

@@ -299,10 +299,11 @@ function _unlinkForever(w: _Waiter<unknown>): void {
 }
 
 /**
- * @ignore Begins a blocking call in the current context. Returns the waiter, or a promise
- * already rejected (blocking in the hub, or an exception pending for this flow).
+ * @ignore Why a blocking call must not go on: a promise already rejected when it is made in
+ * the hub or an exception is pending for the calling flow (which it takes), else `undefined`.
+ * For calls that can settle at once without waiting (the object is ready, or `timeout: 0`).
  */
-export function _begin<T>(): _Waiter<T> | Promise<never> {
+export function _refusal(): Promise<never> | undefined {
   const h = hub;
   if (h !== undefined && h.loop._inCallback > 0) {
     return Promise.reject(new BlockingSwitchOutError());
@@ -312,7 +313,15 @@ export function _begin<T>(): _Waiter<T> | Promise<never> {
     const p = takePending(ctx);
     if (p !== NONE) return Promise.reject(p);
   }
-  return new _Waiter<T>(ctx);
+  return undefined;
+}
+
+/**
+ * @ignore Begins a blocking call in the current context. Returns the waiter, or a promise
+ * already rejected (see {@linkcode _refusal}).
+ */
+export function _begin<T>(): _Waiter<T> | Promise<never> {
+  return _refusal() ?? new _Waiter<T>(als.getStore() ?? _root);
 }
 
 /**
@@ -620,7 +629,8 @@ export interface WaitOptions {
   count?: number;
 }
 
-function checkCount(count: unknown): Error | undefined {
+/** @ignore A `count` option: an error for anything but a non-negative integer. */
+export function _badCount(count: unknown): Error | undefined {
   if (count === undefined) return undefined;
   if (typeof count !== "number" || !Number.isInteger(count) || count < 0) {
     return new RangeError(`'count' must be a non-negative integer: current value is ${count}`);
@@ -690,7 +700,7 @@ export async function wait<T extends Linkable>(
   options: WaitOptions = {},
 ): Promise<T[] | boolean> {
   const { timeout } = options;
-  const bad = _badTimeout(timeout) ?? checkCount(options.count);
+  const bad = _badTimeout(timeout) ?? _badCount(options.count);
   if (bad !== undefined) throw bad;
   if (objects === undefined) {
     const h = getHub();
@@ -743,7 +753,7 @@ export async function* iwait<T extends Linkable>(
   options: WaitOptions = {},
 ): AsyncGenerator<T, void, undefined> {
   const { timeout } = options;
-  const bad = _badTimeout(timeout) ?? checkCount(options.count);
+  const bad = _badTimeout(timeout) ?? _badCount(options.count);
   if (bad !== undefined) throw bad;
   const list = [...objects];
   const target = Math.min(options.count ?? list.length, list.length);
