@@ -304,11 +304,14 @@ function _unlinkForever(w: _Waiter<unknown>): void {
  * For calls that can settle at once without waiting (the object is ready, or `timeout: 0`).
  */
 export function _refusal(): Promise<never> | undefined {
+  return refusal(als.getStore() ?? _root);
+}
+
+function refusal(ctx: _Context): Promise<never> | undefined {
   const h = hub;
   if (h !== undefined && h.loop._inCallback > 0) {
     return Promise.reject(new BlockingSwitchOutError());
   }
-  const ctx = als.getStore() ?? _root;
   if (ctx._pending !== NONE || ctx._parent !== undefined) {
     const p = takePending(ctx);
     if (p !== NONE) return Promise.reject(p);
@@ -321,7 +324,8 @@ export function _refusal(): Promise<never> | undefined {
  * already rejected (see {@linkcode _refusal}).
  */
 export function _begin<T>(): _Waiter<T> | Promise<never> {
-  return _refusal() ?? new _Waiter<T>(als.getStore() ?? _root);
+  const ctx = als.getStore() ?? _root;
+  return refusal(ctx) ?? new _Waiter<T>(ctx);
 }
 
 /**
