@@ -316,7 +316,10 @@ export class Resolver {
 
   /**
    * Resolves a host and port into socket addresses: gevent's `getaddrinfo`, returning
-   * IPv4 before IPv6 and stream before dgram entries.
+   * IPv4 before IPv6 and stream before dgram entries. A blocking call: both families are
+   * queried at once, and a kill or a `Timeout` interrupts the lookup as a whole (both
+   * queries stop) even when one family has already answered. A family that has no address
+   * is left out.
    *
    * @param host A host name or an IP literal.
    * @param port A port from 0 to 65535.
@@ -358,23 +361,7 @@ export class Resolver {
     let v6: readonly string[] = [];
     if (family === 4) v4 = await this.#addresses(bare, 4);
     else if (family === 6) v6 = await this.#addresses(bare, 6);
-    else {
-      const [a, b] = await Promise.allSettled([
-        this.#addresses(bare, 4),
-        this.#addresses(bare, 6),
-      ]);
-      if (a.status === "rejected" && b.status === "rejected") {
-        const ea = a.reason as GaiError;
-        const eb = b.reason as GaiError;
-        // Prefer the more telling failure: a kill or a Timeout, then anything but FAMILY.
-        if (!(ea instanceof GaiError)) throw ea;
-        if (!(eb instanceof GaiError)) throw eb;
-        if (ea.code === "EAI_FAMILY") throw eb;
-        throw ea;
-      }
-      if (a.status === "fulfilled") v4 = a.value;
-      if (b.status === "fulfilled") v6 = b.value;
-    }
+    else [v4, v6] = await this.#bothFamilies(bare);
     const kinds: SocketKind[] = type === undefined ? ["stream", "dgram"] : [type];
     const canonname = literal ? "" : bare;
     const out: AddrInfo[] = [];
@@ -419,9 +406,7 @@ export class Resolver {
     _checkHost(ip, "ip");
     let addr = ip.startsWith("[") && ip.endsWith("]") ? ip.slice(1, -1) : ip;
     if (!_isIPv4(addr) && !_isIPv6(addr)) addr = (await this.#addresses(addr, 4))[0];
-    const names = (await this.#query(reverseName(addr), "PTR", addr)).map((n) =>
-      n.replace(/\.$/, "")
-    );
+    const names = (await this.#reverse(reverseName(addr), addr)).map((n) => n.replace(/\.$/, ""));
     return [names[0], names.slice(1), [addr]];
   }
 
@@ -519,8 +504,31 @@ export class Resolver {
     this.close();
   }
 
-  /** Resolves the addresses of one family, with the fast paths and the cache. */
+  /** Resolves the addresses of one family: a fast path, or one blocking lookup. */
   #addresses(host: string, family: AddressFamily): Promise<readonly string[]> {
+    return this.#answered(host, family) ??
+      this.#blocking((signal) => this.#lookup(host, family, signal));
+  }
+
+  /**
+   * Resolves both families as one blocking call (none when both have a fast path), so that
+   * a kill or a Timeout interrupts the whole lookup, whichever family is still waiting, and
+   * stops both queries.
+   */
+  #bothFamilies(host: string): Promise<[readonly string[], readonly string[]]> {
+    const v4 = this.#answered(host, 4);
+    const v6 = this.#answered(host, 6);
+    if (v4 !== undefined && v6 !== undefined) return bothFamilies(v4, v6);
+    return this.#blocking((signal) =>
+      bothFamilies(v4 ?? this.#lookup(host, 4, signal), v6 ?? this.#lookup(host, 6, signal))
+    );
+  }
+
+  /**
+   * The answer of one family when no query is needed (a bad or empty host, an IP literal,
+   * `localhost`, a cached answer), else `undefined`.
+   */
+  #answered(host: string, family: AddressFamily): Promise<readonly string[]> | undefined {
     if (typeof host !== "string") {
       return Promise.reject(
         new TypeError(`'host' must be a string: current value is ${render(host)}`),
@@ -544,36 +552,51 @@ export class Resolver {
     }
     if (isLocalhost(host)) return Promise.resolve([family === 4 ? "127.0.0.1" : "::1"]);
     const cache = this.#cache;
-    const key = family === 4 ? host : `6:${host}`;
     if (cache !== undefined) {
+      const key = cacheKey(host, family);
       const hit = cache.get(key);
       if (hit !== undefined) {
         if (hit.expires > performance.now()) return Promise.resolve(hit.value);
         cache.delete(key);
       }
     }
-    const p = this.#query(host, family === 4 ? "A" : "AAAA", host);
+    return undefined;
+  }
+
+  /** The query of one family (inside a blocking call), its answer kept in the cache. */
+  #lookup(host: string, family: AddressFamily, signal: AbortSignal): Promise<readonly string[]> {
+    const p = this.#run(host, family === 4 ? "A" : "AAAA", host, signal);
+    const cache = this.#cache;
     if (cache === undefined) return p;
     return p.then((value) => {
       if (this.#cache === cache) {
         if (cache.size >= this.#maxSize) cache.delete(cache.keys().next().value!);
-        cache.set(key, { expires: performance.now() + this.#ttl, value });
+        cache.set(cacheKey(host, family), { expires: performance.now() + this.#ttl, value });
       }
       return value;
     });
   }
 
-  /** One blocking lookup: a waiter that kill/Timeout can fail, which aborts the queries. */
-  #query(name: string, type: "A" | "AAAA" | "PTR", shown: string): Promise<string[]> {
+  /** One blocking lookup of the names of address `shown` (a PTR query for `name`). */
+  #reverse(name: string, shown: string): Promise<string[]> {
+    return this.#blocking((signal) => this.#run(name, "PTR", shown, signal));
+  }
+
+  /**
+   * Runs `work` as one blocking call: a waiter that kill/Timeout can fail, which aborts
+   * `signal` and so every query `work` sent. A failure of `work` itself fails the waiter,
+   * which aborts `signal` too: nothing of it keeps running.
+   */
+  #blocking<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new SocketError("Resolver closed", "EBADF"));
-    const w = _begin<string[]>();
+    const w = _begin<T>();
     if (w instanceof Promise) return w;
     const ctl = new AbortController();
     w._owner = ctl;
-    w._onCancel = abortOwner as (w: _Waiter<string[]>) => void;
+    w._onCancel = abortOwner as (w: _Waiter<T>) => void;
     w._arm(undefined, never);
     this.#active.add(ctl);
-    this.#run(name, type, shown, ctl.signal).then(
+    work(ctl.signal).then(
       (value) => {
         this.#active.delete(ctl);
         w._wake(value);
@@ -671,6 +694,39 @@ export class Resolver {
       { cause: last },
     );
   }
+}
+
+/**
+ * Combines the lookups of the two families into `[v4, v6]`. A family that failed with a DNS
+ * error (a `GaiError`) is empty; when both did, the more telling error is thrown (anything but
+ * `EAI_FAMILY`, else IPv4's). Any other failure (`NotCapable`, a closed resolver, an aborted
+ * query) rejects at once, without waiting for the other family.
+ */
+function bothFamilies(
+  v4: Promise<readonly string[]>,
+  v6: Promise<readonly string[]>,
+): Promise<[readonly string[], readonly string[]]> {
+  return new Promise((resolve, reject) => {
+    const got: (readonly string[] | GaiError)[] = [];
+    let left = 2;
+    const settle = (i: 0 | 1, result: readonly string[] | GaiError): void => {
+      got[i] = result;
+      if (--left > 0) return;
+      const [a, b] = got;
+      if (a instanceof GaiError && b instanceof GaiError) reject(a.code === "EAI_FAMILY" ? b : a);
+      else resolve([a instanceof GaiError ? [] : a, b instanceof GaiError ? [] : b]);
+    };
+    const fail = (i: 0 | 1, error: unknown): void => {
+      if (error instanceof GaiError) settle(i, error);
+      else reject(error);
+    };
+    v4.then((value) => settle(0, value), (error) => fail(0, error));
+    v6.then((value) => settle(1, value), (error) => fail(1, error));
+  });
+}
+
+function cacheKey(host: string, family: AddressFamily): string {
+  return family === 4 ? host : `6:${host}`;
 }
 
 function first(addrs: readonly string[]): string {

@@ -768,7 +768,13 @@ function connectTimedOut<T>(w: _Waiter<T>): void {
   w._fail(new SocketTimeout("connect: timed out"));
 }
 
-/** One abortable connect attempt; a connection that completes after an interruption is closed. */
+/**
+ * One connect attempt, as a blocking call. No AbortSignal ever reaches `Deno.connect`: Deno
+ * leaks the socket when the signal aborts after the TCP handshake completed. A kill, a
+ * `Timeout` or the attempt's own timeout gives the attempt up at once instead, and the
+ * connection, if it completes later, is closed then (an orphan close). A connection from
+ * `source` (`node:net`) is destroyed at once, which leaks nothing.
+ */
 function connectOne(
   host: string,
   port: number,
@@ -782,14 +788,16 @@ function connectOne(
     w._fail(new SocketTimeout("connect: timed out"));
     return w.promise;
   }
-  const ctl = new AbortController();
-  w._owner = ctl;
-  w._onCancel = abortController;
-  const connecting = source === undefined
-    ? _deno.connect({ hostname: host, port, signal: ctl.signal })
-    : _connectFrom(host, port, source[0], source[1], ctl.signal) as unknown as Promise<
+  let connecting: Promise<Deno.TcpConn>;
+  if (source === undefined) connecting = _deno.connect({ hostname: host, port });
+  else {
+    const ctl = new AbortController();
+    w._owner = ctl;
+    w._onCancel = abortController;
+    connecting = _connectFrom(host, port, source[0], source[1], ctl.signal) as unknown as Promise<
       Deno.TcpConn
     >;
+  }
   connecting.then(
     (conn) => {
       if (w._done) conn.close();
@@ -862,6 +870,11 @@ function checkAddress(address: unknown, name = "address"): Address {
  * one accepts: gevent's `socket.create_connection`. A blocking call: `kill()` or a
  * `Timeout` interrupts the lookup or the attempt in progress, and a connection that
  * completes anyway is closed at once, so nothing is left half-open.
+ *
+ * The interrupted (or timed-out) attempt is not cancelled in Deno: a connect whose signal
+ * aborts after the TCP handshake leaks its socket there. It runs on until it completes (and
+ * is closed) or fails; for a host that never answers that is the system's connect timeout,
+ * about two minutes on Linux, and the pending connect keeps the process alive meanwhile.
  *
  * @param address `[host, port]`.
  * @param options `timeout` (per attempt, and the socket's timeout), `sourceAddress`, `tls`.

@@ -28,6 +28,8 @@ export interface DnsServerOptions {
   synthetic?: boolean;
   /** Milliseconds to wait before each answer (default 0). */
   latency?: number;
+  /** Milliseconds to wait before answering queries of one type, instead of `latency`. */
+  latencyByType?: { A?: number; AAAA?: number; PTR?: number };
   /** Names to answer with NXDOMAIN even if they have records. */
   nxdomain?: string[];
   /** Never answer anything (a dead server). */
@@ -150,12 +152,13 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     const send = (): void => {
       if (!closed) socket.send(reply, rinfo.port, rinfo.address);
     };
-    if (server.latency <= 0) send();
+    const latency = options.latencyByType?.[type] ?? server.latency;
+    if (latency <= 0) send();
     else {
       const t = setTimeout(() => {
         timers.delete(t);
         send();
-      }, server.latency);
+      }, latency);
       timers.add(t);
     }
   });

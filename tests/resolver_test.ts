@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getHub, sleep } from "../hub.ts";
-import { GreenletExit, joinAll, spawn } from "../greenlet.ts";
+import { GreenletExit, joinAll, killAll, spawn } from "../greenlet.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { GaiError, getResolver, Resolver } from "../resolver.ts";
 import * as socket from "../socket.ts";
@@ -214,6 +214,124 @@ Deno.test("a name with only IPv6 addresses: getaddrinfo() returns them, gethostb
   });
 });
 
+/** A name with one address of each family, both on loopback. */
+const DUAL = { "dual.test": { A: ["127.0.0.1"], AAAA: ["::1"] } };
+
+/**
+ * Watches the queries the resolver sends: `ended.A` / `ended.AAAA` resolve with how the first
+ * query of that type ended (`"answered"`, or the error's name) once it has ended.
+ */
+function watchQueries(): {
+  ended: Record<"A" | "AAAA", Promise<string>>;
+  [Symbol.dispose](): void;
+} {
+  const real = _deno.resolveDns;
+  const a = Promise.withResolvers<string>();
+  const aaaa = Promise.withResolvers<string>();
+  _deno.resolveDns = ((query: string, type: string, options?: Deno.ResolveDnsOptions) => {
+    const p = (real as (q: string, t: string, o?: Deno.ResolveDnsOptions) => Promise<unknown>)(
+      query,
+      type,
+      options,
+    );
+    const ended = type === "A" ? a : type === "AAAA" ? aaaa : undefined;
+    p.then(() => ended?.resolve("answered"), (e) => ended?.resolve(String(e?.name)));
+    return p;
+  }) as typeof Deno.resolveDns;
+  return {
+    ended: { A: a.promise, AAAA: aaaa.promise },
+    [Symbol.dispose]: () => _deno.resolveDns = real,
+  };
+}
+
+Deno.test("kill() interrupts getaddrinfo() at once while one family has answered", async (t) => {
+  for (const [fast, slow] of [["A", "AAAA"], ["AAAA", "A"]] as const) {
+    await t.step(`${fast} answered, ${slow} still waiting`, async () => {
+      await withServer({ records: DUAL, latencyByType: { [slow]: 300 } }, async () => {
+        using queries = watchQueries();
+        const g = spawn(socket.getaddrinfo, "dual.test", 80);
+        assert.equal(await queries.ended[fast], "answered");
+        await sleep(0); // the answer has reached getaddrinfo()
+        const t0 = performance.now();
+        await g.kill();
+        assert.ok(g.value instanceof GreenletExit, `the kill was lost: ${Deno.inspect(g.value)}`);
+        assert.ok(performance.now() - t0 < 150, "the kill waited for the other family's answer");
+        assert.notEqual(await queries.ended[slow], "answered", "the other query was not stopped");
+      });
+    });
+  }
+  await t.step("neither answered: killAll() of several lookups", async () => {
+    await withServer({ records: DUAL, latencyByType: { A: 300, AAAA: 300 } }, async (server) => {
+      const jobs = [1, 2, 3].map(() => spawn(socket.getaddrinfo, "dual.test", 80));
+      while (server.queries < 6) await server.nextQuery();
+      const t0 = performance.now();
+      await killAll(jobs, { timeout: 1000 });
+      assert.ok(performance.now() - t0 < 150, "killAll() waited for the answers");
+      assert.ok(jobs.every((g) => g.value instanceof GreenletExit));
+    });
+  });
+  await t.step("createConnection() to the name does not go on to connect", async () => {
+    using listener = socket.listen(["127.0.0.1", 0]);
+    const port = listener.getsockname()[1];
+    await withServer({ records: DUAL, latencyByType: { AAAA: 300 } }, async () => {
+      using queries = watchQueries();
+      const g = spawn(socket.createConnection, ["dual.test", port]);
+      assert.equal(await queries.ended.A, "answered");
+      await sleep(0);
+      await g.kill();
+      if (g.value instanceof socket.Socket) g.value.close();
+      assert.ok(g.value instanceof GreenletExit, `the kill was lost: ${Deno.inspect(g.value)}`);
+      await queries.ended.AAAA;
+    });
+  });
+});
+
+Deno.test("a Timeout interrupts getaddrinfo() at once while one family has answered", async () => {
+  await withServer({ records: DUAL, latencyByType: { AAAA: 300 } }, async () => {
+    {
+      using queries = watchQueries();
+      const t0 = performance.now();
+      const err = await withTimeout(100, () => socket.getaddrinfo("dual.test", 80)).catch((e) => e);
+      assert.ok(err instanceof Timeout, `the Timeout was lost: ${Deno.inspect(err)}`);
+      assert.ok(performance.now() - t0 < 250, "the Timeout waited for the AAAA answer");
+      assert.notEqual(await queries.ended.AAAA, "answered", "the AAAA query was not stopped");
+    }
+    const g = spawn(() =>
+      withTimeout(100, () => socket.getaddrinfo("dual.test", 80), { timeoutValue: "slow" })
+    );
+    await g.join();
+    assert.equal(g.value, "slow");
+  });
+});
+
+Deno.test("a kill pending when getaddrinfo() is called is thrown before any query", async () => {
+  await withServer({ records: DUAL }, async (server) => {
+    const gate = Promise.withResolvers<void>();
+    const g = spawn(async () => {
+      await gate.promise; // not a blocking call: the kill is thrown at the next one
+      return await socket.getaddrinfo("dual.test", 80);
+    });
+    await sleep(0);
+    await g.kill({ block: false });
+    gate.resolve();
+    await g.join();
+    assert.ok(g.value instanceof GreenletExit, `the kill was lost: ${Deno.inspect(g.value)}`);
+    assert.equal(server.queries, 0);
+  });
+});
+
+Deno.test("getaddrinfo() leaves out a family that has no address; both failing is a GaiError", async () => {
+  await withServer({ records: { "v4only.test": { A: ["10.0.0.4"] } } }, async () => {
+    const infos = await socket.getaddrinfo("v4only.test", 80, { type: "stream" });
+    assert.deepEqual(infos.map((i) => [i.family, i.address[0]]), [[4, "10.0.0.4"]]);
+    const err = await socket.getaddrinfo("no-such-host.test", 80).catch((e) => e);
+    assert.ok(err instanceof GaiError, String(err));
+    assert.equal(err.code, "EAI_NONAME");
+    const literal = await socket.getaddrinfo("192.0.2.1", 80, { type: "stream" });
+    assert.deepEqual(literal.map((i) => [i.family, i.address[0]]), [[4, "192.0.2.1"]]);
+  });
+});
+
 Deno.test("gethostbyaddr(), getnameinfo() and getfqdn() use PTR records", async () => {
   await withServer({
     records: { "5.2.0.192.in-addr.arpa": { PTR: ["web.example.test", "www"] } },
@@ -248,6 +366,8 @@ Deno.test("a missing --allow-net becomes NotCapable naming the flag", async () =
     assert.ok(err instanceof Deno.errors.NotCapable);
     assert.match(err.message, /--allow-net=127\.0\.0\.1:5353/);
     assert.ok(err.cause instanceof Deno.errors.NotCapable);
+    const both = await resolver.getaddrinfo("www.google.com", 80).catch((e) => e);
+    assert.ok(both instanceof Deno.errors.NotCapable, String(both));
   } finally {
     _deno.resolveDns = real;
     resolver.close();

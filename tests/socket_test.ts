@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { getCurrent, GreenletExit, spawn } from "../greenlet.ts";
+import { getCurrent, GreenletExit, joinAll, spawn } from "../greenlet.ts";
 import { sleep } from "../hub.ts";
 import { Event } from "../event.ts";
-import { Timeout } from "../timeout.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
 import {
   createConnection,
   GaiError,
@@ -218,6 +218,124 @@ Deno.test("kill() during connect leaves no half-open connection", async () => {
   const [peer] = await server.accept();
   using _ = peer;
   assert.equal((await peer.recv()).length, 0, "the late connection was not closed");
+});
+
+/** Reads `conn` to its end; resolves whether the peer closed it (end of stream or a reset). */
+async function peerCloses(conn: Deno.Conn): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  try {
+    while ((await conn.read(buf)) !== null) {
+      // Discard.
+    }
+    return true;
+  } catch (error) {
+    return error instanceof Deno.errors.ConnectionReset;
+  }
+}
+
+Deno.test("createConnection() interrupted at random points leaves no connection open", async () => {
+  // The server accepts everything, and every connection must end: the client closed it. (A
+  // socket Deno itself leaks is not in its resource table: the sanitizer cannot see it.)
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const address: [string, number] = ["127.0.0.1", listener.addr.port];
+  const accepted: Deno.Conn[] = [];
+  const ends: Promise<void>[] = [];
+  let closedByClient = 0;
+  let lastPort = -1;
+  const lastAccepted = Promise.withResolvers<void>();
+  const acceptor = (async () => {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // the listener was closed
+      }
+      accepted.push(conn);
+      ends.push(
+        peerCloses(conn).then((closed) => {
+          if (closed) closedByClient++;
+        }),
+      );
+      if ((conn.remoteAddr as Deno.NetAddr).port === lastPort) lastAccepted.resolve();
+    }
+  })();
+  // Every connect is watched: for a signal, to wait for the ones that complete late, and to
+  // kill some greenlets the moment their connection is made.
+  const real = _deno.connect;
+  let signals = 0;
+  let connecting = 0;
+  let settled = Promise.withResolvers<void>();
+  const killOnConnect = new Set<unknown>();
+  _deno.connect = ((options: Deno.ConnectOptions) => {
+    if (options.signal !== undefined) signals++;
+    if (connecting++ === 0) settled = Promise.withResolvers();
+    const g = getCurrent();
+    const done = (): void => {
+      if (--connecting === 0) settled.resolve();
+    };
+    const p = real(options);
+    p.then(() => {
+      if (g !== undefined && killOnConnect.has(g)) g.kill({ block: false });
+      done();
+    }, done);
+    return p;
+  }) as typeof Deno.connect;
+  let connected = 0;
+  let interrupted = 0;
+  try {
+    // 4 rounds of 50 concurrent attempts: killed after 0-20 ms, under a Timeout of 0-20 ms,
+    // or killed right after the connection is made.
+    for (let round = 0; round < 4; round++) {
+      const timers: ReturnType<typeof setTimeout>[] = [];
+      const connect = async (): Promise<boolean> => {
+        using _ = await createConnection(address);
+        return true;
+      };
+      const jobs = Array.from({ length: 50 }, (_, i) => {
+        const ms = Math.random() * 20;
+        if (i % 3 === 1) return spawn(() => withTimeout(ms, connect, { timeoutValue: false }));
+        const g = spawn(connect);
+        if (i % 3 === 0) timers.push(setTimeout(() => g.kill({ block: false }), ms));
+        else killOnConnect.add(g);
+        return g;
+      });
+      await joinAll(jobs);
+      for (const t of timers) clearTimeout(t);
+      for (const g of jobs) g.value === true ? connected++ : interrupted++;
+    }
+    if (connecting > 0) await settled.promise; // connections made after their interruption
+  } finally {
+    _deno.connect = real;
+  }
+  // A last connection: once it is accepted, every earlier one has been (the queue is FIFO).
+  const last = await real({ hostname: address[0], port: address[1] });
+  lastPort = last.localAddr.port;
+  if (accepted.some((c) => (c.remoteAddr as Deno.NetAddr).port === lastPort)) {
+    lastAccepted.resolve();
+  }
+  await lastAccepted.promise;
+  last.close();
+  // Each connection ends as soon as its client closes it; a leaked one never does (2 s bound).
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all(ends),
+    new Promise((resolve) => timer = setTimeout(resolve, 2000)),
+  ]);
+  clearTimeout(timer);
+  const open = accepted.length - closedByClient;
+  for (const conn of accepted) conn.close();
+  listener.close();
+  await acceptor;
+  await Promise.all(ends);
+  assert.equal(
+    open,
+    0,
+    `${open} of ${accepted.length} connections left open ` +
+      `(${connected} attempts connected, ${interrupted} interrupted)`,
+  );
+  assert.equal(signals, 0, "an AbortSignal was passed to Deno.connect");
+  assert.ok(interrupted > 0 && connected > 0, `${connected} connected, ${interrupted} interrupted`);
 });
 
 Deno.test("kill() during a TLS handshake closes the connection's resource", async () => {
