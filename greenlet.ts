@@ -16,13 +16,14 @@ import {
   _begin,
   _Context,
   _current,
+  _DELIVERED,
   _notErrorDefaults,
   _runIn,
   type _Waiter,
   getHub,
   type Hub,
 } from "./hub.ts";
-import { Timeout } from "./timeout.ts";
+import { _ABANDON_GRACE, Timeout } from "./timeout.ts";
 
 /**
  * The default exception of {@linkcode Greenlet.kill}. A greenlet that ends with it counts as
@@ -236,6 +237,8 @@ export class Greenlet<T = unknown> extends _Context {
   declare _name: string | undefined;
   /** @ignore */
   declare _killCtl: AbortController | undefined;
+  /** @ignore Declares a killed greenlet dead when what it awaits cannot be cut off. */
+  declare _abandonTimer: ReturnType<typeof setTimeout> | undefined;
   /** The greenlet that created this one; `undefined` when created outside any greenlet. */
   readonly parent: Greenlet<unknown> | undefined;
 
@@ -420,7 +423,11 @@ export class Greenlet<T = unknown> extends _Context {
       : exception;
     (this._killCtl ??= new AbortController()).abort(exc);
     if (this._state === RUNNING) {
-      this._throw(exc);
+      // Not in a blocking call: it awaits something outside the library. If that does not
+      // end it soon (a driver's I/O that was cut off fails at once), it is declared dead.
+      if (this._throw(exc) !== _DELIVERED && this._abandonTimer === undefined) {
+        this._abandonTimer = setTimeout(abandonKilled, _ABANDON_GRACE, this, exc);
+      }
       return;
     }
     if (this._startTimer !== undefined) {
@@ -557,6 +564,13 @@ export class Greenlet<T = unknown> extends _Context {
   _die(value: unknown, error: unknown, failed: boolean): void {
     const prev = this._state;
     if (prev >= SUCCEEDED) return;
+    if (this._abandonTimer !== undefined) {
+      clearTimeout(this._abandonTimer);
+      this._abandonTimer = undefined;
+    }
+    if (this._killCtl !== undefined || this._interrupted !== undefined) {
+      [error, failed] = this.#outcome(value, error, failed);
+    }
     let hub: Hub | undefined;
     if (failed && !(error instanceof GreenletExit)) {
       this._state = FAILED;
@@ -569,6 +583,19 @@ export class Greenlet<T = unknown> extends _Context {
     }
     if (prev !== NEW) (hub ?? getHub())._greenletDied();
     if (this._links !== undefined) this.#notifyLinks();
+  }
+
+  /**
+   * A kill is never lost: a greenlet that ends while its kill is still pending (it awaited
+   * something outside the library and never reached a blocking call) ends as killed, and one
+   * that fails with the error its cut-off I/O produced ends with the exception that cut it off.
+   */
+  #outcome(value: unknown, error: unknown, failed: boolean): [unknown, boolean] {
+    const kill = this._killCtl?.signal.aborted ? this._killCtl.signal.reason : undefined;
+    if (kill !== undefined && this._takeIf(kill)) return [kill, true];
+    const cut = this._interrupted;
+    if (failed && cut !== undefined && error !== cut) return [cut, true];
+    return [failed ? error : value, failed];
   }
 
   #notifyLinks(): void {
@@ -603,6 +630,15 @@ Greenlet.prototype._startTimer = undefined;
 Greenlet.prototype._ident = undefined;
 Greenlet.prototype._name = undefined;
 Greenlet.prototype._killCtl = undefined;
+Greenlet.prototype._abandonTimer = undefined;
+
+function abandonKilled(g: Greenlet<unknown>, exc: unknown): void {
+  g._abandonTimer = undefined;
+  g._die(undefined, exc, true);
+  // Its code stays suspended on a promise the kill could not reach; if that ever settles, the
+  // code resumes as a dead greenlet's, and the kill is thrown at its next blocking call.
+  g._pending = exc;
+}
 
 /**
  * Creates a greenlet for `fn(...args)` and starts it. It runs once the caller yields.

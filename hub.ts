@@ -81,9 +81,18 @@ export class _Context {
   declare _children: Set<_Context> | undefined;
   /** The flow whose pending exception this sub-flow also honours. */
   declare _parent: _Context | undefined;
+  /**
+   * The exception last delivered by cutting off I/O this flow awaited outside the library (a
+   * database driver's connection): what that I/O then fails with is this exception's doing.
+   */
+  declare _interrupted: unknown;
 
-  /** Throws `exc` into this flow: at its pending blocking call, or at its next one. */
-  _throw(exc: unknown): void {
+  /**
+   * Throws `exc` into this flow: at its pending blocking call; else at the I/O it awaits
+   * outside the library, where that can be cut off; else at its next blocking call.
+   * Returns which of the three happened.
+   */
+  _throw(exc: unknown): _Delivery {
     const scope = this._scope;
     if (scope !== undefined) {
       this._scope = undefined;
@@ -104,8 +113,13 @@ export class _Context {
     }
     const w = this._w;
     if (w === undefined) {
-      if (!delivered) this._pending = exc;
-      return;
+      if (delivered) return _DELIVERED;
+      if (foreignInterrupter !== undefined && foreignInterrupter(this, exc)) {
+        this._interrupted = exc;
+        return _FOREIGN;
+      }
+      this._pending = exc;
+      return _PENDING;
     }
     const others = this._ws;
     this._ws = undefined;
@@ -116,11 +130,25 @@ export class _Context {
         o._fail(exc);
       }
     }
+    return _DELIVERED;
   }
 
   /** Withdraws a pending exception that was never delivered (a cancelled Timeout). */
   _withdraw(exc: unknown): void {
     if (this._pending === exc) this._pending = NONE;
+    if (this._interrupted === exc) this._interrupted = undefined;
+  }
+
+  /** Takes `exc` if it is pending (never delivered); returns whether it was. */
+  _takeIf(exc: unknown): boolean {
+    if (this._pending !== exc) return false;
+    this._pending = NONE;
+    return true;
+  }
+
+  /** Whether `exc` is pending here, or was delivered by cutting off I/O this flow awaited. */
+  _owes(exc: unknown): boolean {
+    return this._pending === exc || this._interrupted === exc;
   }
 
   /** Whether `exc` is waiting to be thrown at the next blocking call. */
@@ -134,6 +162,27 @@ _Context.prototype._pending = NONE;
 _Context.prototype._scope = undefined;
 _Context.prototype._children = undefined;
 _Context.prototype._parent = undefined;
+_Context.prototype._interrupted = undefined;
+
+/** @ignore How {@linkcode _Context._throw} delivered an exception. */
+export type _Delivery = 0 | 1 | 2;
+/** @ignore Left pending: thrown at the flow's next blocking call. */
+export const _PENDING = 0;
+/** @ignore Thrown at the flow's pending blocking call. */
+export const _DELIVERED = 1;
+/** @ignore Delivered by cutting off I/O the flow awaited outside the library. */
+export const _FOREIGN = 2;
+
+let foreignInterrupter: ((ctx: _Context, exc: unknown) => boolean) | undefined;
+
+/**
+ * @ignore Registers how an exception thrown into a flow that is in no blocking call reaches
+ * the I/O that flow awaits outside the library (`_net.ts`: a driver's `node:net` socket).
+ * `interrupt(ctx, exc)` returns whether it cut anything off.
+ */
+export function _setForeignInterrupter(interrupt: (ctx: _Context, exc: unknown) => boolean): void {
+  foreignInterrupter = interrupt;
+}
 
 const als = new AsyncLocalStorage<_Context | undefined>();
 

@@ -13,7 +13,15 @@
  */
 
 import { _checkMs } from "./core.ts";
-import { type _Context, _current, _root, _runInSubflow, getHub } from "./hub.ts";
+import {
+  type _Context,
+  _current,
+  _DELIVERED,
+  type _Delivery,
+  _root,
+  _runInSubflow,
+  getHub,
+} from "./hub.ts";
 
 function fireTimeout(t: Timeout): void {
   t._fire();
@@ -61,6 +69,8 @@ export class Timeout extends Error {
   #thrown: unknown = undefined;
   /** @ignore Identifies the current start, so a stale zero-delay firing is ignored. */
   _token = 0;
+  /** @ignore Called when it fires, with how the exception was delivered. */
+  _onFire: ((how: _Delivery) => void) | undefined = undefined;
 
   /**
    * Creates a timeout (not started).
@@ -157,8 +167,27 @@ export class Timeout extends Error {
       ? new (exc as new () => unknown)()
       : exc;
     this.#thrown = thrown;
-    this.#ctx?._throw(thrown);
+    const how = this.#ctx?._throw(thrown) ?? _DELIVERED;
+    this._onFire?.(how);
   }
+
+  /** @ignore Whether it fired and its flow still owes it (pending, or delivered by cut-off I/O). */
+  _owed(): boolean {
+    return this.#thrown !== undefined && this.#ctx !== undefined && this.#ctx._owes(this.#thrown);
+  }
+}
+
+/**
+ * @ignore Milliseconds a flow that awaits something outside the library is given, after an
+ * exception was thrown into it, before it is given up on (`withTimeout` settles; a killed
+ * greenlet is declared dead).
+ */
+export const _ABANDON_GRACE = 50;
+
+const ABANDONED: unique symbol = Symbol("abandoned");
+
+function abandon(settle: (ok: boolean, result: unknown) => void): void {
+  settle(false, ABANDONED);
 }
 
 /** Options for {@linkcode withTimeout}. */
@@ -207,17 +236,43 @@ export function withTimeout<T, D = never>(
   } catch (error) {
     return Promise.reject(error);
   }
-  const run = async (): Promise<T | D> => {
-    const timeout = new Timeout(ms).start();
-    try {
-      return await fn();
-    } catch (error) {
-      if (error === timeout && "timeoutValue" in options) return options.timeoutValue as D;
-      throw error;
-    } finally {
-      timeout.cancel();
-    }
-  };
+  const run = (): Promise<T | D> =>
+    new Promise<T | D>((resolve, reject) => {
+      const timeout = new Timeout(ms);
+      let settled = false;
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = (): void => {
+        if ("timeoutValue" in options) resolve(options.timeoutValue as D);
+        else reject(timeout);
+      };
+      const settle = (ok: boolean, result: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (grace !== undefined) clearTimeout(grace);
+        // A value or an error that comes after the timeout fired and was never seen by `fn`
+        // (it cut off a driver's I/O, whose own error followed) is late: the timeout wins.
+        const owed = timeout._owed();
+        timeout.cancel();
+        if (owed || result === ABANDONED || (!ok && result === timeout)) timedOut();
+        else if (ok) resolve(result as T);
+        else reject(result);
+      };
+      timeout._onFire = (how) => {
+        if (how === _DELIVERED) return;
+        // `fn` awaits something outside the library: give what was cut off a moment to fail,
+        // then settle at the deadline all the same and leave `fn` to finish unobserved.
+        grace = setTimeout(abandon, _ABANDON_GRACE, settle);
+      };
+      timeout.start();
+      let result: T | PromiseLike<T>;
+      try {
+        result = fn();
+      } catch (error) {
+        settle(false, error);
+        return;
+      }
+      Promise.resolve(result).then((v) => settle(true, v), (e) => settle(false, e));
+    });
   // Outside any greenlet, give the call a flow of its own so concurrent top-level calls do
   // not interrupt each other.
   return _current() === _root ? _runInSubflow(run) : run();

@@ -595,3 +595,40 @@ Deno.test("a greenlet that kills itself gets the exception at its next blocking 
 Deno.test("the hub's notError list silences GreenletExit by default", () => {
   assert.ok(getHub().notError.includes(GreenletExit));
 });
+
+Deno.test("kill() of a greenlet awaiting what the library cannot reach still ends it", async () => {
+  const stuck = Promise.withResolvers<string>();
+  const resumed = Promise.withResolvers<void>();
+  const g = spawn(async () => {
+    await stuck.promise; // a foreign promise: no blocking call, no socket to cut off
+    resumed.resolve();
+    await sleep(0); // the kill is thrown here once the promise settles
+    return "not reached";
+  });
+  await sleep(0);
+  await g.kill(); // returns after a short grace instead of waiting for ever
+  assert.ok(g.dead);
+  assert.ok(g.value instanceof GreenletExit);
+  stuck.resolve("late");
+  await resumed.promise; // the suspended code resumes, unobserved
+  await sleep(0);
+  assert.ok(g.value instanceof GreenletExit);
+});
+
+Deno.test("a greenlet that ends while its kill is still pending ends as killed", async () => {
+  const stuck = Promise.withResolvers<string>();
+  const g = spawn(() => stuck.promise);
+  await sleep(0);
+  const killed = g.kill();
+  stuck.resolve("a value that came after the kill");
+  await killed;
+  assert.ok(g.value instanceof GreenletExit, String(g.value));
+  const failing = Promise.withResolvers<string>();
+  const h = spawn(() => failing.promise);
+  await sleep(0);
+  const killedToo = h.kill();
+  failing.reject(new Error("the driver's own error"));
+  const reports = await captureReports(() => killedToo);
+  assert.ok(h.value instanceof GreenletExit, String(h.exception));
+  assert.equal(reports, "");
+});

@@ -190,3 +190,40 @@ Deno.test("a kill passes through withTimeout()", async () => {
   await g.kill();
   assert.ok(g.value instanceof GreenletExit);
 });
+
+/** A promise the library cannot reach (no blocking call, no socket), settled by hand. */
+function foreign<T>(): PromiseWithResolvers<T> {
+  return Promise.withResolvers<T>();
+}
+
+Deno.test("withTimeout() settles at the deadline when fn awaits what it cannot interrupt", async (t) => {
+  for (const where of ["top level", "in a greenlet"] as const) {
+    await t.step(`${where}: timeoutValue, or the Timeout; fn finishes unobserved`, async () => {
+      const run = async <R>(fn: () => Promise<R>): Promise<R> =>
+        where === "top level" ? await fn() : await spawn(fn).get() as R;
+      const stuck = foreign<string>();
+      const t0 = performance.now();
+      const value = await run(() => withTimeout(30, () => stuck.promise, { timeoutValue: "tv" }));
+      assert.equal(value, "tv");
+      assert.ok(performance.now() - t0 < 1000, "it waited for fn");
+      const other = foreign<string>();
+      const outcome = await run(() => withTimeout(30, () => other.promise).catch((e) => e));
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      stuck.resolve("late"); // nobody sees it, nothing escapes
+      other.reject(new Error("late failure"));
+    });
+  }
+});
+
+Deno.test("withTimeout() never returns a value that arrived after its timeout fired", async () => {
+  // fn awaits a foreign promise that settles just after the deadline, within the grace the
+  // timeout gives it: the late value (or error) is still not returned as if on time.
+  for (const settle of ["resolve", "reject"] as const) {
+    const late = foreign<string>();
+    const result = withTimeout(20, () => late.promise, { timeoutValue: "timed out" });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    if (settle === "resolve") late.resolve("late");
+    else late.reject(new Error("connection terminated"));
+    assert.equal(await result, "timed out", settle);
+  }
+});
