@@ -16,9 +16,8 @@
  * @module
  */
 
-import { _blocking, _combine, _cooperative, type _Patch } from "./_platform.ts";
-import { currentSignal } from "./greenlet.ts";
-import net from "node:net";
+import { _blocking, _cooperative, type _Patch } from "./_platform.ts";
+import { _patches as netPatches } from "./_net.ts";
 
 type AnyConn = Deno.Conn & { handshake?: () => Promise<Deno.TlsHandshakeInfo> };
 
@@ -179,12 +178,9 @@ export function _wrapListener<L extends Deno.Listener>(listener: L): L {
 function makeConnect(original: typeof Deno.connect): typeof Deno.connect {
   return function connect(options: Deno.ConnectOptions): Promise<Deno.TcpConn> {
     if (!_cooperative()) return original(options).then(_wrapConn);
-    const ctl = new AbortController();
-    const tcp = options?.transport === undefined || options.transport === "tcp";
-    const opts = tcp && options !== null && typeof options === "object"
-      ? { ...options, signal: _combine(ctl.signal, options.signal) }
-      : options;
-    return _blocking(() => original(opts), () => ctl.abort(), closeOrphan).then(_wrapConn);
+    // No signal of ours: Deno leaks the socket when a connect's signal aborts after the
+    // handshake. An interrupted connect rejects at once; a late connection is closed.
+    return _blocking(() => original(options), undefined, closeOrphan).then(_wrapConn);
   } as typeof Deno.connect;
 }
 
@@ -219,30 +215,6 @@ function makeListenTls(original: typeof Deno.listenTls): typeof Deno.listenTls {
   } as typeof Deno.listenTls;
 }
 
-/**
- * `node:net`'s `connect` / `createConnection`: sockets are event emitters, so there is no
- * blocking call to interrupt; a socket created inside a greenlet is destroyed, with the kill
- * or Timeout exception as its error, when that greenlet's `currentSignal()` aborts.
- */
-function makeNetConnect<F extends (...args: never[]) => net.Socket>(original: F): F {
-  return function (this: unknown, ...args: never[]): net.Socket {
-    const sock = original.apply(this, args);
-    if (!_cooperative()) return sock;
-    const signal = currentSignal();
-    const onAbort = (): void => {
-      sock.destroy(
-        signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
-      );
-    };
-    if (signal.aborted) onAbort();
-    else {
-      signal.addEventListener("abort", onAbort, { once: true });
-      sock.once("close", () => signal.removeEventListener("abort", onAbort));
-    }
-    return sock;
-  } as F;
-}
-
 /** @ignore The globals `socket.ts` implements, for `monkey.patchSocket()`. */
 export const _patches: readonly _Patch[] = [
   { area: "socket", target: Deno, name: "connect", make: makeConnect },
@@ -250,6 +222,5 @@ export const _patches: readonly _Patch[] = [
   { area: "socket", target: Deno, name: "listen", make: makeListen },
   { area: "socket", target: Deno, name: "listenTls", make: makeListenTls },
   { area: "socket", target: Deno, name: "startTls", make: makeStartTls },
-  { area: "socket", target: net, name: "connect", make: makeNetConnect },
-  { area: "socket", target: net, name: "createConnection", make: makeNetConnect },
+  ...netPatches,
 ];

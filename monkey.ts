@@ -100,6 +100,8 @@ interface Installed {
   area: _Area;
   /** For an accessor, its original descriptor (restored as a whole). */
   descriptor?: PropertyDescriptor;
+  /** The property was inherited (a prototype's method): restoring deletes the own copy. */
+  inherited?: boolean;
 }
 
 const DECLARED: Record<_Area, readonly _Patch[]> = {
@@ -181,9 +183,10 @@ function patchArea(area: _Area, options: _PatchOptions, key: string): void {
       continue;
     }
     const original = (target as Record<string, unknown>)[name];
+    const inherited = !Object.hasOwn(target, name);
     const replacement = decl.make(original, options);
     (target as Record<string, unknown>)[name] = replacement;
-    installed.push({ target, name, original, replacement, area });
+    installed.push({ target, name, original, replacement, area, inherited });
   }
 }
 
@@ -464,6 +467,7 @@ export function unpatchAll(): void {
   for (let i = installed.length - 1; i >= 0; i--) {
     const p = installed[i];
     if (p.descriptor !== undefined) Object.defineProperty(p.target, p.name, p.descriptor);
+    else if (p.inherited) delete (p.target as Record<string, unknown>)[p.name];
     else (p.target as Record<string, unknown>)[p.name] = p.original;
   }
   installed.length = 0;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import dns from "node:dns";
 import ky from "ky";
-import { currentSignal, spawn } from "../greenlet.ts";
+import { currentSignal, GreenletExit, spawn } from "../greenlet.ts";
 import { getHub, sleep } from "../hub.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { Resolver } from "../resolver.ts";
@@ -77,8 +77,9 @@ const GLOBALS: [object, string][] = [
   [Deno, "startTls"],
   [Deno, "resolveDns"],
   [Deno, "Command"],
-  [net, "connect"],
-  [net, "createConnection"],
+  [net.Socket.prototype, "connect"],
+  [net.Socket.prototype, "write"],
+  [net.Socket.prototype, "push"],
   [dns, "lookup"],
   [Response.prototype, "text"],
   [Response.prototype, "json"],
@@ -293,18 +294,16 @@ Deno.test("withTimeout(100) cuts off an unaware fetch and its connection", async
       assert.ok(outcome instanceof Timeout, String(outcome));
       await closed;
     });
-    await t.step("unpatched: the Timeout fires but the request keeps running", async () => {
-      const fired = Promise.withResolvers<void>();
+    await t.step("unpatched: settles at the deadline; the request runs on unobserved", async () => {
       const arrived = server.nextRequest("/silent");
-      const result = withTimeout(100, () => {
-        currentSignal().addEventListener("abort", () => fired.resolve());
-        return unaware.getText(`${server.origin}/silent`);
-      });
+      let inner: Promise<string> | undefined;
+      const result = withTimeout(100, () => inner = unaware.getText(`${server.origin}/silent`));
       await arrived;
-      await fired.promise; // the deadline has passed...
-      assert.equal(server.open, 1); // ...and the connection is still open
-      server.release(); // the request was still running: it gets the late answer
-      assert.equal(await result, "late");
+      const outcome = await result.catch((e) => e); // never the late answer
+      assert.ok(outcome instanceof Timeout, String(outcome));
+      assert.equal(server.open, 1); // nothing could cut the request off
+      server.release(); // it gets its late answer, which nobody sees
+      assert.equal(await inner, "late");
     });
   } finally {
     await server.close();
@@ -327,19 +326,17 @@ Deno.test("withTimeout(100) cuts off an unaware Deno.connect read", async (t) =>
       server.close();
     }
   });
-  await t.step("unpatched: the read keeps waiting past the deadline", async () => {
+  await t.step("unpatched: settles at the deadline; the read goes on unobserved", async () => {
     const server = silentTcpServer();
     try {
-      const fired = Promise.withResolvers<void>();
-      const result = withTimeout(100, () => {
-        currentSignal().addEventListener("abort", () => fired.resolve());
-        return unaware.exchange(server.port, "hello");
-      });
+      let inner: Promise<string> | undefined;
+      const result = withTimeout(100, () => inner = unaware.exchange(server.port, "hello"));
       const peer = await server.accepted();
-      await fired.promise;
+      const outcome = await result.catch((e) => e);
+      assert.ok(outcome instanceof Timeout, String(outcome));
       await peer.write(new TextEncoder().encode("late")); // still connected, still reading
       peer.close();
-      assert.equal(await result, "late");
+      assert.equal(await inner, "late");
     } finally {
       server.close();
     }
@@ -705,21 +702,44 @@ Deno.test("a child process started in a killed greenlet is gone afterwards", asy
   });
 });
 
-Deno.test("node:net default export: a socket made in a killed greenlet is destroyed", async () => {
+/** Sends one line on `sock` and waits (an event-emitter wait, no blocking call) for a reply. */
+function ask(sock: net.Socket, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    sock.once("data", (data) => resolve(String(data)));
+    sock.once("error", reject);
+    sock.write(line);
+  });
+}
+
+Deno.test("node:net: kill() cuts off the request a greenlet awaits on a shared socket", async () => {
   const server = silentTcpServer();
   try {
     using _ = patched();
-    const destroyed = Promise.withResolvers<unknown>();
+    // Opened outside every greenlet, as a driver's pool is: the greenlet that is waiting on
+    // it now is the one that wrote the request.
+    const shared = net.connect(server.port, "127.0.0.1");
+    const other = net.connect(server.port, "127.0.0.1");
+    shared.on("error", () => {});
+    const [peer, otherPeer] = [await server.accepted(), await server.accepted()];
+    let after = false;
     const g = spawn(async () => {
-      const sock = net.connect(server.port, "127.0.0.1");
-      sock.on("error", () => {});
-      sock.on("close", () => destroyed.resolve(sock.errored));
-      await new Event().wait(); // stands for code waiting on the socket's events
+      await ask(shared, "ping\n");
+      after = true;
     });
-    const peer = await server.accepted();
-    await g.kill();
-    assert.equal((await destroyed.promise as Error)?.name, "GreenletExit");
-    await server.closed(peer);
+    const bystander = spawn(() => ask(other, "ping\n"));
+    await peer.read(new Uint8Array(16)); // the request is on the wire
+    await otherPeer.read(new Uint8Array(16));
+    const reports = await captureReports(() => g.kill());
+    assert.ok(g.dead && g.value instanceof GreenletExit, String(g.exception ?? g.value));
+    assert.equal(after, false);
+    assert.equal(reports, "");
+    assert.equal((shared.errored as Error)?.name, "GreenletExit");
+    await server.closed(peer); // the server sees the connection closed
+    assert.equal(other.destroyed, false); // another greenlet's socket is left alone
+    await otherPeer.write(new TextEncoder().encode("pong"));
+    assert.equal(await bystander.get(), "pong");
+    other.destroy();
+    await server.closed(otherPeer);
   } finally {
     server.close();
   }
