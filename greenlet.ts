@@ -403,6 +403,13 @@ export class Greenlet<T = unknown> extends _Context {
    * and its `signal` aborts. With `block` (the default), waits until it has died, so its
    * `finally` blocks have run. Never throws the greenlet's error.
    *
+   * A greenlet in no blocking call awaits something outside the library: after
+   * `monkey.patchAll()`, a driver's request it has on the wire is ended and the greenlet
+   * dies as killed (not with the driver's error). If what it awaits cannot be reached (a
+   * promise of its own, a request a driver sends on nobody's behalf), it is declared dead
+   * 50 ms after the kill: its links run and `kill()` returns, while its suspended code, should
+   * the promise ever settle, resumes unobserved and meets the kill at its next blocking call.
+   *
    * @param options `exception`, `block`, `timeout`.
    * @returns A promise that resolves once the kill is delivered (and, with `block`, done).
    */
@@ -855,7 +862,8 @@ export async function joinAll<G extends Greenlet<unknown>>(
  *
  * @param greenlets The greenlets to kill.
  * @param options `exception`, `block`, `timeout`.
- * @throws {Timeout} (as a rejection) If `timeout` elapsed while some greenlet ignored the kill.
+ * @throws {Timeout} (as a rejection) If `timeout` elapsed while some greenlet ignored the kill;
+ *   its message names those greenlets and what each was waiting on.
  *
  * @example
  * ```ts
@@ -880,5 +888,21 @@ export async function killAll(
   const me = _current();
   const others = list.filter((g) => g !== me);
   const done = await joinAll(others, { timeout });
-  if (done.length < others.length) throw new Timeout(timeout);
+  if (done.length < others.length) {
+    const alive = others.filter((g) => !g.dead);
+    const error = new Timeout(timeout);
+    error.message =
+      `${alive.length} of ${others.length} greenlets did not die within ${timeout} ms ` +
+      `of the kill: ${alive.map(describeWait).join("; ")}`;
+    throw error;
+  }
+}
+
+function describeWait(g: Greenlet<unknown>): string {
+  const where = g._state !== RUNNING
+    ? "not started"
+    : g._w !== undefined
+    ? "blocked in a blocking call"
+    : "awaiting something outside the library";
+  return `${g} (${where})`;
 }

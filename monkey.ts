@@ -9,7 +9,7 @@
  * | area | patched | inside a greenlet |
  * | --- | --- | --- |
  * | {@linkcode patchFetch} | `globalThis.fetch`; `Response.prototype`'s body readers | aborts with `currentSignal()` (and the caller's signal); the request and body reads are blocking calls |
- * | {@linkcode patchSocket} | `Deno.connect`, `connectTls`, `listen`, `listenTls`, `startTls`; `node:net` default `connect`/`createConnection` | connect, read, write, accept, handshake and the conn's streams are blocking calls; an interrupted one closes its connection |
+ * | {@linkcode patchSocket} | `Deno.connect`, `connectTls`, `listen`, `listenTls`, `startTls`; `node:net`'s `Socket.prototype` `connect`/`write`/`push` | connect, read, write, accept, handshake and the conn's streams are blocking calls; an interrupted one closes its connection. A `node:net` request (a database driver's query) is ended: PostgreSQL cancel, Redis unblock or error reply, else the socket is destroyed |
  * | {@linkcode patchDns} | `Deno.resolveDns`; `node:dns` default `lookup` | A/AAAA lookups go through `getHub().resolver` (its cache); others abort on kill |
  * | {@linkcode patchSubprocess} | `Deno.Command` | the child gets SIGTERM (then SIGKILL) when the greenlet is killed or times out |
  *
@@ -19,11 +19,11 @@
  * `resolver.ts`) always uses the originals, so it never goes through a patch.
  *
  * What cannot be patched: names bound before patching (`const { connect } = Deno`),
- * named imports and `import * as` of `node:dns` / `node:net` (ES module bindings are
- * read-only; only the default export, which `require()` returns, is writable), `node:dns`'s
- * `promises` API and `new net.Socket().connect()`, and Deno's own users of the network:
- * `fetch`'s connection pool and name lookups, `node:http`, `node:net` internals and
- * `Deno.serve` never call the patched functions.
+ * named imports and `import * as` of `node:dns` (ES module bindings are read-only; only the
+ * default export, which `require()` returns, is writable), `node:dns`'s `promises` API, and
+ * Deno's own users of the network: `fetch`'s connection pool and name lookups, `node:http`
+ * and `Deno.serve` never call the patched functions. (`node:net` sockets are reached however
+ * they are made: the patches are on `net.Socket.prototype`.)
  *
  * Sharp edges:
  * - "Outside any greenlet" includes a `Timeout` started at top level with `Timeout.start()`:
@@ -84,7 +84,7 @@ export interface PatchSubprocessOptions {
 export interface PatchAllOptions {
   /** `Deno.resolveDns` and `node:dns`'s `lookup` (default `true`). */
   dns?: boolean;
-  /** `Deno.connect` and friends, `node:net`'s `connect` (default `true`). */
+  /** `Deno.connect` and friends, `node:net` sockets (default `true`). */
   socket?: boolean;
   /** `globalThis.fetch` (default `true`). */
   fetch?: boolean;
@@ -270,7 +270,7 @@ export function patchDns(): void {
 
 /**
  * Patches `Deno.connect`, `Deno.connectTls`, `Deno.listen`, `Deno.listenTls`, `Deno.startTls`
- * and `node:net`'s default `connect` / `createConnection`.
+ * and `node:net`'s `Socket.prototype` (`connect`, `write`, `push`).
  *
  * The connections and listeners they return are Deno's own objects with cooperative
  * `read`, `write`, `handshake`, `accept`, `readable` and `writable`: inside a greenlet each
@@ -279,9 +279,20 @@ export function patchDns(): void {
  * cannot resume a read it never saw finish; `close()` is then harmless and later calls
  * fail with `Deno.errors.BadResource`. (`socket.ts`'s `Socket`, by contrast, keeps an
  * interrupted read outstanding and loses no bytes.) The streams are cooperative when first
- * asked for inside a greenlet, Deno's own otherwise. `node:net` sockets are event emitters:
- * one created in a greenlet is destroyed, with the kill or Timeout as its error, when the
- * greenlet's `currentSignal()` aborts.
+ * asked for inside a greenlet, Deno's own otherwise.
+ *
+ * `node:net` sockets are event emitters that drivers wrap in promises of their own, often on
+ * a connection another greenlet opened (a pool made at module level). So every socket's
+ * requests are tracked with the flow that wrote each one (PostgreSQL and Redis are framed
+ * exactly; other protocols are guessed: a write after a read starts a request). A kill or
+ * Timeout thrown into a greenlet that is in no blocking call ends the requests it has on the
+ * wire: PostgreSQL gets a `CancelRequest` (the connection stays; a transaction left open is
+ * rolled back before another greenlet uses it), a Redis command gets an error reply instead
+ * of its reply (a blocked one is ended with `CLIENT UNBLOCK`), anything else destroys the
+ * socket with the exception as its error. The driver then fails the call, and the greenlet
+ * ends with the kill's exception (`withTimeout` with its Timeout or `timeoutValue`), not with
+ * the driver's error. A request the driver sends later from its own queue, on behalf of a
+ * greenlet it cannot name, is not reached: see the README's "Database drivers".
  *
  * @example
  * ```ts

@@ -203,6 +203,12 @@ export interface WithTimeoutOptions<D> {
  * timeout is turned into `timeoutValue`: an outer timeout or a kill passes through.
  * Works inside greenlets and at top level.
  *
+ * A deadline never returns a late value. When `fn` awaits I/O that the timeout cut off (a
+ * database driver's request, after `monkey.patchAll()`), the error the driver then gives is
+ * replaced by the timeout's outcome. When `fn` awaits something nothing can interrupt (a
+ * promise of its own, an unpatched request), `withTimeout` settles 50 ms after the deadline
+ * all the same and `fn` is left to finish unobserved (its later result is dropped).
+ *
  * @typeParam T What `fn` returns.
  * @typeParam D The type of `timeoutValue`.
  * @param ms Milliseconds; `undefined` never times out.

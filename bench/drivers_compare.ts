@@ -1,0 +1,385 @@
+/**
+ * npm database drivers with and without `monkey.patchAll()`, in one process, against real
+ * servers that this script starts on loopback (tests/_db_servers.ts): `pg` and `postgres`
+ * (postgres.js) on PostgreSQL, `ioredis` and `redis` (node-redis) on Redis.
+ *
+ * ```sh
+ * deno run --allow-read --allow-write --allow-run --allow-env --allow-sys --allow-net=127.0.0.1 \
+ *   bench/drivers_compare.ts [--rounds=7] [--ops=2000] [--reps=15] [--drivers=pg,postgres,ioredis,redis]
+ * ```
+ *
+ * (also `deno task bench:drivers`). Two tables:
+ *
+ * 1. What the `node:net` patches cost: `--ops` sequential `SELECT 1` (`pg`: `pool.query`,
+ *    `postgres`: a tagged template) or `GET k` in one greenlet, on a client made outside
+ *    greenlets. Patched and unpatched batches alternate over `--rounds` rounds (the order
+ *    flips every round), after one warm-up batch of each; every batch gets a fresh client,
+ *    made and warmed up (its connection opened) at top level in the mode of the batch, because
+ *    a socket written to while patched stays tracked. The table shows the median batch (and
+ *    the fastest and slowest), the ratio patched / unpatched of the medians (target: at most
+ *    1.05) and the same ratio in CPU time of this process (the servers' CPU is not counted).
+ * 2. What a kill or a timeout takes, patched, on one client shared by all greenlets, made at
+ *    top level: a greenlet in a slow call (`select pg_sleep(10)`, `BLPOP k 10`) is killed
+ *    once the server works on it (`--reps` times): the time until `kill()` resolves (the
+ *    greenlet is dead) and until the server is no longer working on the call; then
+ *    `withTimeout(200, slow, { timeoutValue })` in a greenlet (`--reps` times): the time until
+ *    the greenlet returns the value and until the server is free, from the spawn. Medians,
+ *    and the maximum in parentheses.
+ *
+ * "Server free" is seen by polling every 2 ms on a monitor connection of our own (made before
+ * patching, outside greenlets): the query of the fixture's `active()` on PostgreSQL,
+ * `blocked_clients` of `INFO clients` on Redis. (The fixture's own `active()` / `blocked()`
+ * start `psql` / `redis-cli` for every call, tens of milliseconds each; they only check, at
+ * the end of each driver, that nothing was left running.) The time taken is when the reply
+ * saying 0 arrived: it is late by up to one poll interval and one round trip.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import pg from "pg";
+import postgres from "postgres";
+import { Redis } from "ioredis";
+import { createClient } from "redis";
+import { type Greenlet, GreenletExit, spawn } from "../greenlet.ts";
+import { withTimeout } from "../timeout.ts";
+import { patchAll, unpatchAll } from "../monkey.ts";
+import { startPostgres, startRedis } from "../tests/_db_servers.ts";
+
+function option(name: string, fallback: number): number {
+  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? fallback : Number(arg.slice(name.length + 3));
+}
+
+const ROUNDS = option("rounds", 7);
+const OPS = option("ops", 2000);
+const REPS = option("reps", 15);
+/** `--drivers=pg,redis`: only these (default: all four). */
+const ONLY = Deno.args.find((a) => a.startsWith("--drivers="))?.slice(10).split(",");
+/** Seconds a slow call lasts on the server unless cut off. */
+const SLOW = 10;
+/** The `withTimeout` deadline, in milliseconds. */
+const DEADLINE = 200;
+/** Milliseconds between two polls of the monitor connection. */
+const POLL = 2;
+/** A kill or timeout that works ends well within this (ms); a lost one takes `SLOW` s. */
+const PROMPT = 3000;
+
+const TIMED_OUT = "timed out";
+
+/** One way of talking to one server, as unaware code does. */
+interface Client {
+  /** The quick call of the overhead table: `SELECT 1` or `GET k`. */
+  op(): Promise<unknown>;
+  /** A call the server works on for `SLOW` seconds. */
+  slow(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+interface Driver {
+  name: string;
+  /** What `op()` and `slow()` send, for the tables. */
+  opText: string;
+  slowText: string;
+  /** Makes a client (a pool for `pg`) and opens its connection, at top level. */
+  open(): Promise<Client>;
+  /** How many slow calls the server works on, through the monitor connection. */
+  busy(): Promise<number>;
+  /** The same through the fixture (a `psql` or `redis-cli` process). */
+  busyChecked(): Promise<number>;
+}
+
+const [pgServer, redisServer] = await Promise.all([startPostgres(), startRedis()]);
+
+// The monitor connections: made unpatched, outside every greenlet, used only at top level.
+const pgMonitor = new pg.Client({ connectionString: pgServer.url });
+await pgMonitor.connect();
+const redisMonitor = new Redis(redisServer.url);
+await redisMonitor.set("k", "v");
+
+const slowPattern = `pg_sleep(${SLOW})`;
+const pgBusy = async (): Promise<number> => {
+  const r = await pgMonitor.query(
+    "select count(*)::int as n from pg_stat_activity where backend_type = 'client backend' " +
+      "and pid <> pg_backend_pid() and state = 'active' and strpos(query, $1) > 0",
+    [slowPattern],
+  );
+  return r.rows[0].n;
+};
+const redisBusy = async (): Promise<number> => {
+  const info = await redisMonitor.info("clients");
+  const match = /^blocked_clients:(\d+)/m.exec(info);
+  if (!match) throw new Error(`no blocked_clients in INFO clients:\n${info}`);
+  return Number(match[1]);
+};
+
+const allDrivers: Driver[] = [
+  {
+    name: "pg",
+    opText: "SELECT 1",
+    slowText: `pg_sleep(${SLOW})`,
+    busy: pgBusy,
+    busyChecked: () => pgServer.active(slowPattern),
+    async open() {
+      const pool = new pg.Pool({ connectionString: pgServer.url, max: 5 });
+      await pool.query("SELECT 1");
+      return {
+        op: () => pool.query("SELECT 1"),
+        slow: () => pool.query(`select pg_sleep(${SLOW})`),
+        close: () => pool.end(),
+      };
+    },
+  },
+  {
+    name: "postgres",
+    opText: "SELECT 1",
+    slowText: `pg_sleep(${SLOW})`,
+    busy: pgBusy,
+    busyChecked: () => pgServer.active(slowPattern),
+    async open() {
+      const sql = postgres(pgServer.url, { max: 5, onnotice: () => {} });
+      await sql`SELECT 1`;
+      return {
+        op: () => sql`SELECT 1`,
+        slow: () => sql.unsafe(`select pg_sleep(${SLOW})`),
+        close: () => sql.end(),
+      };
+    },
+  },
+  {
+    name: "ioredis",
+    opText: "GET k",
+    slowText: `BLPOP ${SLOW}`,
+    busy: redisBusy,
+    busyChecked: () => redisServer.blocked(),
+    async open() {
+      const redis = new Redis(redisServer.url);
+      await redis.get("k");
+      return {
+        op: () => redis.get("k"),
+        slow: () => redis.blpop("gevent:empty", SLOW),
+        close: async () => void await redis.quit(),
+      };
+    },
+  },
+  {
+    name: "redis",
+    opText: "GET k",
+    slowText: `BLPOP ${SLOW}`,
+    busy: redisBusy,
+    busyChecked: () => redisServer.blocked(),
+    async open() {
+      const client = createClient({ url: redisServer.url });
+      client.on("error", () => {});
+      await client.connect();
+      await client.get("k");
+      return {
+        op: () => client.get("k"),
+        slow: () => client.blPop("gevent:empty", SLOW),
+        close: async () => void await client.quit(),
+      };
+    },
+  },
+];
+
+const drivers = allDrivers.filter((d) => ONLY === undefined || ONLY.includes(d.name));
+if (drivers.length === 0) throw new Error(`--drivers: none of ${allDrivers.map((d) => d.name)}`);
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const min = (xs: number[]): number => Math.min(...xs);
+const max = (xs: number[]): number => Math.max(...xs);
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Anything that did not go as it should; printed under the tables. */
+const anomalies: string[] = [];
+
+// ---------------------------------------------------------------------------------------------
+// 1. Overhead
+
+/** Wall-clock and CPU (this process: user + system) milliseconds of one batch. */
+interface Sample {
+  wall: number;
+  cpu: number;
+}
+
+/** One batch: a fresh client made at top level, `OPS` calls in one greenlet, closed. */
+async function batch(d: Driver, patched: boolean): Promise<Sample> {
+  if (patched) patchAll();
+  try {
+    const client = await d.open();
+    try {
+      const g: Greenlet<Sample> = spawn(async () => {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        for (let i = 0; i < OPS; i++) await client.op();
+        const wall = performance.now() - t0;
+        const c = process.cpuUsage(c0);
+        return { wall, cpu: (c.user + c.system) / 1000 };
+      });
+      return await g.get() as Sample;
+    } finally {
+      await client.close();
+    }
+  } finally {
+    if (patched) unpatchAll();
+  }
+}
+
+interface OverheadRow {
+  d: Driver;
+  off: Sample[];
+  on: Sample[];
+}
+
+async function overhead(d: Driver): Promise<OverheadRow> {
+  const off: Sample[] = [];
+  const on: Sample[] = [];
+  await batch(d, false);
+  await batch(d, true);
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate which goes first, so neither always runs on a warmer (or dirtier) heap.
+    if (r % 2 === 0) off.push(await batch(d, false));
+    on.push(await batch(d, true));
+    if (r % 2 === 1) off.push(await batch(d, false));
+  }
+  return { d, off, on };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Kill and timeout
+
+/**
+ * Polls `busy` every `POLL` ms from now on; resolves with the time at which it answered 0
+ * after having been busy (`wasBusy`: it already is). NaN if that has not happened by `limit`.
+ */
+async function freedAt(d: Driver, wasBusy: boolean, limit: number): Promise<number> {
+  const deadline = performance.now() + limit;
+  let seen = wasBusy;
+  while (true) {
+    const n = await d.busy();
+    const t = performance.now();
+    if (n > 0) seen = true;
+    else if (seen) return t;
+    if (t > deadline) return NaN;
+    await pause(POLL);
+  }
+}
+
+async function untilBusy(d: Driver): Promise<void> {
+  const deadline = performance.now() + PROMPT;
+  while (await d.busy() === 0) {
+    if (performance.now() > deadline) throw new Error(`${d.name}: the slow call never started`);
+    await pause(POLL);
+  }
+}
+
+interface KillRow {
+  d: Driver;
+  killDead: number[];
+  killFree: number[];
+  timeoutValue: number[];
+  timeoutFree: number[];
+}
+
+async function killAndTimeout(d: Driver): Promise<KillRow> {
+  const row: KillRow = { d, killDead: [], killFree: [], timeoutValue: [], timeoutFree: [] };
+  patchAll();
+  try {
+    const client = await d.open(); // at top level, shared by every greenlet below
+    try {
+      for (let i = 0; i < REPS; i++) {
+        let after = false;
+        const g = spawn(async () => {
+          await client.slow();
+          after = true;
+        });
+        await untilBusy(d);
+        const t0 = performance.now();
+        const freed = freedAt(d, true, PROMPT);
+        await g.kill();
+        row.killDead.push(performance.now() - t0);
+        row.killFree.push(await freed - t0);
+        if (after || !(g.value instanceof GreenletExit)) {
+          anomalies.push(`${d.name}: kill ${i}: ended with ${String(g.exception ?? g.value)}`);
+        }
+      }
+      for (let i = 0; i < REPS; i++) {
+        const t0 = performance.now();
+        const freed = freedAt(d, false, DEADLINE + PROMPT);
+        const value = await spawn(() =>
+          withTimeout(DEADLINE, () => client.slow(), { timeoutValue: TIMED_OUT })
+        ).get();
+        row.timeoutValue.push(performance.now() - t0);
+        row.timeoutFree.push(await freed - t0);
+        if (value !== TIMED_OUT) {
+          anomalies.push(`${d.name}: withTimeout ${i}: returned ${String(value)}`);
+        }
+      }
+      // The shared client still works.
+      await spawn(() => client.op()).get();
+    } finally {
+      await client.close();
+    }
+  } finally {
+    unpatchAll();
+  }
+  const left = await d.busyChecked();
+  if (left !== 0) anomalies.push(`${d.name}: the fixture sees ${left} slow call(s) still running`);
+  for (const [what, xs] of Object.entries(row)) {
+    if (Array.isArray(xs) && xs.some(Number.isNaN)) {
+      anomalies.push(`${d.name}: ${what}: the server was not seen free within ${PROMPT} ms`);
+    }
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const started = performance.now();
+const [load1] = Deno.loadavg();
+console.log(
+  `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, load ${load1.toFixed(2)}; ` +
+    `${ROUNDS} rounds x ${OPS} ops, ${REPS} kills and timeouts per driver`,
+);
+try {
+  const overheadRows: OverheadRow[] = [];
+  for (const d of drivers) overheadRows.push(await overhead(d));
+  const killRows: KillRow[] = [];
+  for (const d of drivers) killRows.push(await killAndTimeout(d));
+
+  const fmt = (x: number, digits = 0): string => Number.isNaN(x) ? "n/a" : x.toFixed(digits);
+  const spread = (xs: number[]): string => `${fmt(median(xs))} (${fmt(min(xs))}-${fmt(max(xs))})`;
+  console.log(
+    `\n### Overhead: ${OPS} sequential calls in one greenlet, ms per batch, median (min-max)\n`,
+  );
+  console.log("| driver | call | unpatched | patched | ratio | CPU ratio |");
+  console.log("|---|---|---:|---:|---:|---:|");
+  for (const { d, off, on } of overheadRows) {
+    const wall = median(on.map((s) => s.wall)) / median(off.map((s) => s.wall));
+    const cpu = median(on.map((s) => s.cpu)) / median(off.map((s) => s.cpu));
+    console.log(
+      `| ${d.name} | ${d.opText} | ${spread(off.map((s) => s.wall))} | ` +
+        `${spread(on.map((s) => s.wall))} | ${wall.toFixed(3)} | ${cpu.toFixed(3)} |`,
+    );
+  }
+  const cell = (xs: number[]): string => `${fmt(median(xs), 1)} (${fmt(max(xs), 1)})`;
+  console.log(
+    `\n### Patched, shared client: ms, median (max) of ${REPS}\n`,
+  );
+  console.log(
+    `| driver | slow call | kill → dead | kill → server free | withTimeout(${DEADLINE}) → value ` +
+      "| withTimeout → server free |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|");
+  for (const r of killRows) {
+    console.log(
+      `| ${r.d.name} | ${r.d.slowText} | ${cell(r.killDead)} | ${cell(r.killFree)} | ` +
+        `${cell(r.timeoutValue)} | ${cell(r.timeoutFree)} |`,
+    );
+  }
+  console.log(anomalies.length === 0 ? "\nNo anomalies." : `\nAnomalies:\n${anomalies.join("\n")}`);
+} finally {
+  await pgMonitor.end();
+  await redisMonitor.quit();
+  await Promise.all([pgServer.stop(), redisServer.stop()]);
+  console.log(`Total ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
