@@ -143,7 +143,9 @@ class PgTracker implements _Tracker {
   inTransaction = false;
   ends: number[] = [];
   #startup = true;
-  #startupLeft = 0;
+  /** Bytes of the startup message seen, and its length once the first four are in. */
+  #startupSeen = 0;
+  #startupLen = 0;
   #started = 0;
   #completed = 0;
   #client = new PgFrames((type) => {
@@ -164,14 +166,15 @@ class PgTracker implements _Tracker {
     let from = 0;
     if (this.#startup) {
       // The startup message has no type byte: an int32 length covers all of it.
-      if (this.#startupLeft === 0) {
-        if (data.length < 4) return -1;
-        this.#startupLeft = readInt32(data, 0);
-        this.#started = 1;
+      while (this.#startupSeen < 4 && from < data.length) {
+        this.#startupLen = this.#startupLen * 256 + data[from++];
+        if (++this.#startupSeen === 4) this.#started = 1;
       }
-      from = Math.min(this.#startupLeft, data.length);
-      this.#startupLeft -= from;
-      if (this.#startupLeft > 0) return this.#started;
+      const left = Math.max(0, this.#startupLen - this.#startupSeen);
+      const take = Math.min(left, data.length - from);
+      this.#startupSeen += take;
+      from += take;
+      if (this.#startupSeen < 4 || this.#startupSeen < this.#startupLen) return this.#started;
       this.#startup = false;
     }
     this.#client.push(data, from);
