@@ -396,3 +396,62 @@ export function _checkMs(name: string, value: unknown): void {
     );
   }
 }
+
+/** The longest delay `setTimeout` honours; longer ones fire at once (TimeoutOverflowWarning). */
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** @ignore A timer handle from {@linkcode _setTimer}: a platform timer, or a chain of them. */
+export type _Timer = ReturnType<typeof setTimeout> | _LongTimer;
+
+/** @ignore A delay longer than `setTimeout` allows, made of a chain of timers. */
+export class _LongTimer {
+  #handle: ReturnType<typeof setTimeout>;
+  #left: number;
+  #fire: (arg: unknown) => void;
+  #arg: unknown;
+  #ref = true;
+
+  constructor(fire: (arg: unknown) => void, ms: number, arg: unknown) {
+    this.#fire = fire;
+    this.#arg = arg;
+    this.#left = ms - MAX_DELAY;
+    this.#handle = setTimeout(this.#step, MAX_DELAY);
+  }
+
+  #step = (): void => {
+    if (this.#left > MAX_DELAY) {
+      this.#left -= MAX_DELAY;
+      this.#handle = setTimeout(this.#step, MAX_DELAY);
+    } else {
+      this.#handle = setTimeout(this.#fire, this.#left, this.#arg);
+    }
+    if (!this.#ref) Deno.unrefTimer(this.#handle);
+  };
+
+  /** Stops the chain. */
+  clear(): void {
+    clearTimeout(this.#handle);
+  }
+
+  /** Lets the chain keep (or not keep) the process alive. */
+  unref(): void {
+    this.#ref = false;
+    Deno.unrefTimer(this.#handle);
+  }
+}
+
+/**
+ * @ignore `setTimeout(fire, ms, arg)` for any finite delay: delays of 2^31 ms or more (which
+ * `setTimeout` fires at once) are chained. Clear it with {@linkcode _clearTimer}.
+ */
+export function _setTimer<A>(fire: (arg: A) => void, ms: number, arg: A): _Timer {
+  return ms > MAX_DELAY
+    ? new _LongTimer(fire as (arg: unknown) => void, ms, arg)
+    : setTimeout(fire, ms, arg);
+}
+
+/** @ignore Clears a timer from {@linkcode _setTimer} (or a platform timer). */
+export function _clearTimer(timer: _Timer | undefined): void {
+  if (timer instanceof _LongTimer) timer.clear();
+  else clearTimeout(timer);
+}
