@@ -100,7 +100,7 @@ export class TimerWatcher {
   #after: number;
   #repeat: number;
   #ref: boolean;
-  #handle: ReturnType<typeof setTimeout> | undefined;
+  #handle: _Timer | undefined;
   #fn: ((...args: never[]) => unknown) | undefined;
   #args: unknown[] = [];
 
@@ -128,8 +128,14 @@ export class TimerWatcher {
   }
   set ref(value: boolean) {
     this.#ref = value;
-    if (this.#handle !== undefined && !value) Deno.unrefTimer(this.#handle);
-    if (this.#handle !== undefined && value) Deno.refTimer(this.#handle);
+    const handle = this.#handle;
+    if (handle instanceof _LongTimer) {
+      if (value) handle.ref();
+      else handle.unref();
+    } else if (handle !== undefined) {
+      if (value) Deno.refTimer(handle);
+      else Deno.unrefTimer(handle);
+    }
   }
 
   /**
@@ -145,17 +151,20 @@ export class TimerWatcher {
     this.stop();
     this.#fn = fn as (...args: never[]) => unknown;
     this.#args = args;
-    this.#handle = this.#repeat > 0
+    const handle = this.#handle = this.#repeat > 0
       ? setInterval(this.#fire, this.#repeat)
-      : setTimeout(this.#fire, this.#after);
-    if (!this.#ref) Deno.unrefTimer(this.#handle);
+      : _setTimer(this.#fire, this.#after, undefined);
+    if (!this.#ref) {
+      if (handle instanceof _LongTimer) handle.unref();
+      else Deno.unrefTimer(handle);
+    }
   }
 
   /** Stops the timer; its callback will not be called. Stopping twice is harmless. */
   stop(): void {
     if (this.#handle === undefined) return;
-    if (this.#repeat > 0) clearInterval(this.#handle);
-    else clearTimeout(this.#handle);
+    if (this.#repeat > 0) clearInterval(this.#handle as ReturnType<typeof setInterval>);
+    else _clearTimer(this.#handle);
     this.#handle = undefined;
     this.#fn = undefined;
   }
@@ -433,10 +442,16 @@ export class _LongTimer {
     clearTimeout(this.#handle);
   }
 
-  /** Lets the chain keep (or not keep) the process alive. */
+  /** Lets the chain not keep the process alive. */
   unref(): void {
     this.#ref = false;
     Deno.unrefTimer(this.#handle);
+  }
+
+  /** Lets the chain keep the process alive (the default). */
+  ref(): void {
+    this.#ref = true;
+    Deno.refTimer(this.#handle);
   }
 }
 

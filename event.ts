@@ -7,7 +7,7 @@
  * @module
  */
 
-import { _badTimeout, _begin, _refusal, type _Waiter, getHub } from "./hub.ts";
+import { _badOptions, _badTimeout, _begin, _refusal, type _Waiter, getHub } from "./hub.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of a wait with a deadline. */
@@ -81,7 +81,7 @@ export abstract class _Notifier {
         try {
           (cb as (source: this) => void)(this);
         } catch (error) {
-          hub.handleError(cb, error);
+          hub._report(cb, error);
         }
       }
     } finally {
@@ -200,6 +200,8 @@ export class Event extends _Notifier {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   wait(options: WaitTimeoutOptions = {}): Promise<boolean> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) return Promise.reject(bad);
     return this._wait(options.timeout);
   }
 }
@@ -295,7 +297,7 @@ export class AsyncResult<T = unknown> extends _Notifier {
    * @throws {RangeError} For a negative or non-finite timeout.
    */
   async get(options: ResultGetOptions = {}): Promise<T> {
-    const bad = _badTimeout(options.timeout);
+    const bad = _badOptions(options) ?? _badTimeout(options.timeout);
     if (bad !== undefined) throw bad;
     if (this.#state === PENDING) {
       if (options.block === false) throw new Timeout(0);
@@ -313,6 +315,8 @@ export class AsyncResult<T = unknown> extends _Notifier {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   async wait(options: WaitTimeoutOptions = {}): Promise<T | undefined> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) throw bad;
     await this._wait(options.timeout);
     return this.#value;
   }

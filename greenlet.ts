@@ -10,13 +10,15 @@
  * @module
  */
 
-import { _checkMs } from "./core.ts";
+import { _checkMs, _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import {
   _badCount,
+  _badOptions,
   _begin,
   _Context,
   _current,
   _DELIVERED,
+  _list,
   _notErrorDefaults,
   _runIn,
   type _Waiter,
@@ -150,7 +152,7 @@ function runLinks(arg: unknown): void {
         if (typeof link === "function") link(g as AnyGreenlet);
         else link._notify(g as AnyGreenlet);
       } catch (error) {
-        hub.handleError(link, error);
+        hub._report(link, error);
       }
     }
   } finally {
@@ -230,7 +232,7 @@ export class Greenlet<T = unknown> extends _Context {
   // Rarely used state lives on the prototype until set (see below the class): a greenlet
   // blocked on an event is then mostly its function, arguments, state and result.
   /** @ignore */
-  declare _startTimer: ReturnType<typeof setTimeout> | undefined;
+  declare _startTimer: _Timer | undefined;
   /** @ignore */
   declare _ident: number | undefined;
   /** @ignore */
@@ -289,6 +291,21 @@ export class Greenlet<T = unknown> extends _Context {
     hub.loop._schedule(runGreenlet, this);
   }
 
+  /** @ignore Starts the greenlet now, synchronously, even from inside the hub. */
+  _startNow(): void {
+    this._state = SCHEDULED;
+    const hub = getHub();
+    hub._alive++;
+    const loop = hub.loop;
+    const inCallback = loop._inCallback;
+    loop._inCallback = 0; // its code is the greenlet's, not the hub's
+    try {
+      runGreenlet(this);
+    } finally {
+      loop._inCallback = inCallback;
+    }
+  }
+
   /**
    * Starts the greenlet after `ms` milliseconds.
    *
@@ -300,7 +317,7 @@ export class Greenlet<T = unknown> extends _Context {
     if (this._state !== NEW) return;
     this._state = SCHEDULED;
     getHub()._alive++;
-    this._startTimer = setTimeout(runGreenlet, ms, this);
+    this._startTimer = _setTimer(runGreenlet, ms, this);
   }
 
   /** The return value once it succeeded (the `GreenletExit` if it was killed); else `undefined`. */
@@ -360,6 +377,8 @@ export class Greenlet<T = unknown> extends _Context {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   join(options: JoinOptions = {}): Promise<boolean> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) return Promise.reject(bad);
     const { timeout } = options;
     if (timeout !== undefined) {
       try {
@@ -388,6 +407,8 @@ export class Greenlet<T = unknown> extends _Context {
    * @throws {RangeError} For a negative or non-finite timeout.
    */
   async get(options: GetOptions = {}): Promise<T | GreenletExit | undefined> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) throw bad;
     if (options.timeout !== undefined) _checkMs("timeout", options.timeout);
     if (this._state < SUCCEEDED) {
       if (options.block === false) throw new Timeout(0);
@@ -395,6 +416,33 @@ export class Greenlet<T = unknown> extends _Context {
     }
     if (this._state === FAILED) throw this._result;
     return this._result as T;
+  }
+
+  /**
+   * Like {@linkcode Greenlet.get}, typed for the value alone: a greenlet killed with a
+   * `GreenletExit` rejects with it instead of resolving to it.
+   *
+   * @param options `block: false` does not wait; `timeout` in milliseconds.
+   * @returns The value the greenlet's function returned.
+   * @throws {GreenletExit} If the greenlet was killed with it.
+   * @throws {Timeout} If it is unfinished and `block` is false or the timeout elapsed.
+   *
+   * @example
+   * ```ts
+   * import { GreenletExit, spawn } from "./greenlet.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const n: number = await spawn(() => 6 * 7).result();
+   * assert.equal(n, 42);
+   * const killed = spawn(() => 1);
+   * await killed.kill();
+   * await assert.rejects(killed.result(), GreenletExit);
+   * ```
+   */
+  async result(options: GetOptions = {}): Promise<T> {
+    const value = await this.get(options);
+    if (value instanceof GreenletExit) throw value;
+    return value as T;
   }
 
   /**
@@ -414,6 +462,8 @@ export class Greenlet<T = unknown> extends _Context {
    * @returns A promise that resolves once the kill is delivered (and, with `block`, done).
    */
   async kill(options: KillOptions = {}): Promise<void> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) throw bad;
     const { block = true, timeout } = options;
     if (timeout !== undefined) _checkMs("timeout", timeout);
     this._deliverKill(options.exception);
@@ -438,7 +488,7 @@ export class Greenlet<T = unknown> extends _Context {
       return;
     }
     if (this._startTimer !== undefined) {
-      clearTimeout(this._startTimer);
+      _clearTimer(this._startTimer);
       this._startTimer = undefined;
     }
     this._die(undefined, exc, true);
@@ -475,9 +525,11 @@ export class Greenlet<T = unknown> extends _Context {
   #linkWhen(callback: LinkTarget<T>, when: boolean | undefined): void {
     let wrapper: RawLink;
     if (typeof callback === "function") {
+      // As in gevent, each callback's greenlet starts at once, before the next link is looked
+      // at: a callback that unlinks a later one prevents it.
       wrapper = (g) => {
         if (when === undefined || g.successful() === when) {
-          Greenlet.spawn(callback as (g: Greenlet<T>) => unknown, g as unknown as Greenlet<T>);
+          new Greenlet(callback as (g: Greenlet<T>) => unknown, g)._startNow();
         }
       };
     } else if (
@@ -583,7 +635,7 @@ export class Greenlet<T = unknown> extends _Context {
       this._state = FAILED;
       this._result = error;
       hub = getHub();
-      hub.handleError(this, error);
+      hub._report(this, error);
     } else {
       this._state = SUCCEEDED;
       this._result = failed ? error : value;
@@ -820,9 +872,11 @@ export async function joinAll<G extends Greenlet<unknown>>(
   greenlets: Iterable<G>,
   options: JoinAllOptions = {},
 ): Promise<G[]> {
+  const bad = _badOptions(options);
+  if (bad !== undefined) throw bad;
   const { timeout, raiseError = false } = options;
   if (timeout !== undefined) _checkMs("timeout", timeout);
-  const list = [...greenlets];
+  const list = _list("greenlets", greenlets);
   const badCount = _badCount(options.count);
   if (badCount !== undefined) throw badCount;
   const count = options.count ?? list.length;
@@ -880,9 +934,16 @@ export async function killAll(
   greenlets: Iterable<Greenlet<unknown>>,
   options: KillOptions = {},
 ): Promise<void> {
+  const bad = _badOptions(options);
+  if (bad !== undefined) throw bad;
   const { block = true, timeout } = options;
   if (timeout !== undefined) _checkMs("timeout", timeout);
-  const list = [...greenlets];
+  const list = _list("greenlets", greenlets);
+  for (const g of list) {
+    if (!(g instanceof Greenlet)) {
+      throw new TypeError(`'greenlets' must hold Greenlets: found ${renderArg(g)}`);
+    }
+  }
   for (const g of list) g._deliverKill(options.exception);
   if (!block) return;
   const me = _current();
@@ -905,4 +966,42 @@ function describeWait(g: Greenlet<unknown>): string {
     ? "blocked in a blocking call"
     : "awaiting something outside the library";
   return `${g} (${where})`;
+}
+
+/**
+ * Whether `error` is a kill or a timeout rather than a failure: a `GreenletExit`, a `Timeout`,
+ * or the exception the current greenlet was killed with. JavaScript has no `BaseException`, so a
+ * catch-all `catch (err)` catches these too; rethrow them so kills and timeouts keep working.
+ *
+ * @param error What was caught.
+ * @returns `true` if it should be rethrown.
+ *
+ * @example Rethrowing kills from a catch-all
+ * ```ts
+ * import { isKill, spawn } from "./greenlet.ts";
+ * import { sleep } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const errors: unknown[] = [];
+ * const g = spawn(async () => {
+ *   for (;;) {
+ *     try {
+ *       await sleep(1000);
+ *     } catch (err) {
+ *       if (isKill(err)) throw err;
+ *       errors.push(err); // log and go on
+ *     }
+ *   }
+ * });
+ * await sleep(0);
+ * await g.kill();
+ * assert.ok(g.dead);
+ * assert.deepEqual(errors, []);
+ * ```
+ */
+export function isKill(error: unknown): boolean {
+  if (error instanceof GreenletExit || error instanceof Timeout) return true;
+  const ctx = _current();
+  const signal = ctx instanceof Greenlet ? ctx._killCtl?.signal : undefined;
+  return signal !== undefined && signal.aborted && signal.reason === error;
 }

@@ -12,7 +12,7 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { _checkMs, Loop } from "./core.ts";
+import { _checkMs, _clearTimer, _setTimer, type _Timer, Loop } from "./core.ts";
 
 /**
  * Raised when a blocking call is made "in the hub": synchronously inside a `rawlink`
@@ -241,7 +241,7 @@ export class _Waiter<T> {
   _owner: unknown = undefined;
   _onCancel: ((w: _Waiter<T>) => void) | undefined = undefined;
   // Only timed waits set these (on the prototype otherwise, to keep untimed waits small).
-  declare _timer: ReturnType<typeof setTimeout> | undefined;
+  declare _timer: _Timer | undefined;
   declare _onTimeout: ((w: _Waiter<T>) => void) | undefined;
   /** Neighbours in the hub's list of waits without a deadline (for LoopExit). */
   _prev: _Waiter<unknown> | undefined = undefined;
@@ -286,7 +286,7 @@ export class _Waiter<T> {
     const ctx = this._ctx!;
     this._ctx = undefined;
     if (this._timer !== undefined) {
-      clearTimeout(this._timer);
+      _clearTimer(this._timer);
       this._timer = undefined;
     } else if (this._prev !== undefined) {
       _unlinkForever(this as _Waiter<unknown>);
@@ -308,7 +308,7 @@ export class _Waiter<T> {
       return;
     }
     this._onTimeout = onTimeout;
-    this._timer = setTimeout(fireTimeout, timeout, this as _Waiter<unknown>);
+    this._timer = _setTimer(fireTimeout, timeout, this as _Waiter<unknown>);
   }
 }
 
@@ -466,9 +466,11 @@ export class Hub {
 
   /**
    * The resolver the socket functions use, created on first use (importing `socket.ts` or
-   * `resolver.ts` registers the default `Resolver`). Setting it closes the previous one.
+   * `resolver.ts` registers the default `Resolver`). Setting it does not close the previous
+   * one: save, replace and restore freely, and close what you made when you are done.
    *
    * @throws {Error} If no resolver module was imported.
+   * @throws {TypeError} When set to something without `gethostbyname()` and `close()`.
    */
   get resolver(): HubResolver {
     if (this.#resolver !== undefined) return this.#resolver;
@@ -478,15 +480,24 @@ export class Hub {
     return this.#resolver = resolverFactory();
   }
   set resolver(value: HubResolver) {
-    if (value === this.#resolver) return;
-    this.#resolver?.close();
+    if (
+      value === null || typeof value !== "object" ||
+      typeof (value as HubResolver).gethostbyname !== "function" ||
+      typeof (value as HubResolver).close !== "function"
+    ) {
+      throw new TypeError(
+        `'resolver' must have gethostbyname() and close() methods: current value is ${
+          typeof value === "string" ? JSON.stringify(value) : String(value)
+        }`,
+      );
+    }
     this.#resolver = value;
   }
 
   /** Creates a hub. Use {@linkcode getHub} instead: a second hub is never driven. */
   constructor() {
     this.loop = new Loop();
-    this.loop.onError = (context, error) => this.handleError(context, error);
+    this.loop.onError = (context, error) => this._report(context, error);
     globalThis.addEventListener?.("beforeunload", this.#onLoopDrained);
   }
 
@@ -506,6 +517,22 @@ export class Hub {
       this.printException(context, error);
     } catch {
       // A broken exception stream must not take the hub down.
+    }
+  }
+
+  /**
+   * @ignore Reports through {@linkcode Hub.handleError}, which a user may have replaced: if
+   * it throws, its own error is printed and nothing escapes to the caller.
+   */
+  _report(context: unknown, error: unknown): void {
+    try {
+      this.handleError(context, error);
+    } catch (handlerError) {
+      try {
+        this.printException(`handleError(${String(context)})`, handlerError);
+      } catch {
+        // Nothing left to report with.
+      }
     }
   }
 
@@ -632,7 +659,7 @@ export function sleep(ms = 0): Promise<void> {
   }
   const w = _begin<void>();
   if (w instanceof Promise) return w;
-  w._timer = setTimeout(wakeUndefined, ms, w);
+  w._timer = _setTimer(wakeUndefined, ms, w);
   return w.promise;
 }
 
@@ -680,6 +707,34 @@ export interface WaitOptions {
   timeout?: number;
   /** Stop after this many objects are ready (default: all of them). */
   count?: number;
+}
+
+/** @ignore An options bag: an error for anything but `undefined` or an object. */
+export function _badOptions(options: unknown): TypeError | undefined {
+  if (options === undefined || (options !== null && typeof options === "object")) return undefined;
+  return new TypeError(`'options' must be an object: current value is ${_render(options)}`);
+}
+
+/** @ignore `value` as an error message shows it: strings quoted, the rest with `String()`. */
+export function _render(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "symbol") return value.toString();
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** @ignore Spreads an iterable argument; a TypeError naming it for anything else. */
+export function _list<T>(name: string, items: Iterable<T>): T[] {
+  if (
+    items === null || items === undefined ||
+    typeof (items as Iterable<T>)[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(`'${name}' must be iterable: current value is ${_render(items)}`);
+  }
+  return [...items];
 }
 
 /** @ignore A `count` option: an error for anything but a non-negative integer. */
@@ -752,9 +807,9 @@ export async function wait<T extends Linkable>(
   objects?: Iterable<T>,
   options: WaitOptions = {},
 ): Promise<T[] | boolean> {
-  const { timeout } = options;
-  const bad = _badTimeout(timeout) ?? _badCount(options.count);
+  const bad = _badOptions(options) ?? _badTimeout(options.timeout) ?? _badCount(options.count);
   if (bad !== undefined) throw bad;
+  const { timeout } = options;
   if (objects === undefined) {
     const h = getHub();
     if (h._alive === 0) return true;
@@ -805,10 +860,20 @@ export async function* iwait<T extends Linkable>(
   objects: Iterable<T>,
   options: WaitOptions = {},
 ): AsyncGenerator<T, void, undefined> {
-  const { timeout } = options;
-  const bad = _badTimeout(timeout) ?? _badCount(options.count);
+  const bad = _badOptions(options) ?? _badTimeout(options.timeout) ?? _badCount(options.count);
   if (bad !== undefined) throw bad;
-  const list = [...objects];
+  const { timeout } = options;
+  const list = _list("objects", objects);
+  for (const o of list) {
+    if (
+      o === null || (typeof o !== "object" && typeof o !== "function") ||
+      typeof o.rawlink !== "function" || typeof o.unlink !== "function"
+    ) {
+      throw new TypeError(
+        `'objects' must hold linkables (with rawlink() and unlink()): found ${_render(o)}`,
+      );
+    }
+  }
   const target = Math.min(options.count ?? list.length, list.length);
   const ready: T[] = [];
   let waiter: _Waiter<boolean> | undefined;

@@ -51,6 +51,7 @@ export {
   type GetOptions,
   Greenlet,
   GreenletExit,
+  isKill,
   joinAll,
   type JoinAllOptions,
   type JoinOptions,

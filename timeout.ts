@@ -12,12 +12,13 @@
  * @module
  */
 
-import { _checkMs } from "./core.ts";
+import { _checkMs, _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import {
   type _Context,
   _current,
   _DELIVERED,
   type _Delivery,
+  _render,
   _root,
   _runInSubflow,
   getHub,
@@ -65,7 +66,7 @@ export class Timeout extends Error {
   /** What is thrown when the timeout fires; `undefined` means the Timeout itself. */
   readonly exception: unknown;
   #ctx: _Context | undefined = undefined;
-  #handle: ReturnType<typeof setTimeout> | undefined = undefined;
+  #handle: _Timer | undefined = undefined;
   #thrown: unknown = undefined;
   /** @ignore Identifies the current start, so a stale zero-delay firing is ignored. */
   _token = 0;
@@ -79,9 +80,21 @@ export class Timeout extends Error {
    * @param exception What to throw instead of the Timeout itself: thrown as given (an
    *   error class is instantiated with no arguments).
    * @throws {RangeError} If `ms` is negative or not finite.
+   * @throws {TypeError} If `exception` is neither an object nor a class (`false` is not
+   *   gevent's silent timeout here: use `withTimeout`'s `timeoutValue`).
    */
   constructor(ms?: number, exception?: unknown) {
     if (ms !== undefined) _checkMs("ms", ms);
+    if (
+      exception !== undefined && typeof exception !== "function" &&
+      (exception === null || typeof exception !== "object")
+    ) {
+      throw new TypeError(
+        `'exception' must be an error or an error class: current value is ${
+          _render(exception)
+        } (for a timeout that gives a value instead of throwing, use withTimeout(ms, fn, { timeoutValue }))`,
+      );
+    }
     super(ms === undefined ? "Timeout that never fires" : `Timed out after ${ms} ms`);
     this.name = "Timeout";
     this.ms = ms;
@@ -115,10 +128,10 @@ export class Timeout extends Error {
     this.#ctx = _current();
     this._token++;
     if (this.ms === 0) {
-      this.#handle = 0 as unknown as ReturnType<typeof setTimeout>;
+      this.#handle = 0 as unknown as _Timer;
       getHub().loop._schedule(fireZero, [this, this._token]);
     } else {
-      this.#handle = setTimeout(fireTimeout, this.ms, this);
+      this.#handle = _setTimer(fireTimeout, this.ms, this);
     }
     return this;
   }
@@ -137,7 +150,7 @@ export class Timeout extends Error {
     if (handle !== undefined) {
       this.#handle = undefined;
       this._token++;
-      if (this.ms !== 0) clearTimeout(handle);
+      if (this.ms !== 0) _clearTimer(handle);
     }
     if (this.#thrown !== undefined) {
       this.#ctx?._withdraw(this.#thrown);

@@ -4,14 +4,15 @@ import {
   getCurrent,
   Greenlet,
   GreenletExit,
+  isKill,
   joinAll,
   killAll,
   spawn,
   spawnLater,
 } from "../greenlet.ts";
-import { getHub, sleep } from "../hub.ts";
+import { getHub, iwait, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
-import { Timeout } from "../timeout.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
 
 Deno.test("spawned greenlets start in spawn order, only after the spawner yields", async () => {
@@ -370,7 +371,8 @@ Deno.test("links run after death in the order added; link runs each in a new gre
   g.rawlink(() => order.push("raw2"));
   assert.equal(g.hasLinks(), true);
   await done.get();
-  assert.deepEqual(order, ["raw1", "raw2", "link"]);
+  // As in gevent (checked against 22.10.2): a link's greenlet starts before the next link.
+  assert.deepEqual(order, ["raw1", "link", "raw2"]);
   assert.ok(linkGreenlet instanceof Greenlet && linkGreenlet !== g);
   assert.equal(g.hasLinks(), false);
 });
@@ -634,4 +636,113 @@ Deno.test("a greenlet that ends while its kill is still pending ends as killed",
   const reports = await captureReports(() => killedToo);
   assert.ok(h.value instanceof GreenletExit, String(h.exception));
   assert.equal(reports, "");
+});
+
+Deno.test("link() callbacks start one at a time: one that unlinks a later link prevents it", async () => {
+  // gevent switches into each link's greenlet before it looks at the next link.
+  const log: string[] = [];
+  const p = spawn(() => "done");
+  const l2 = () => void log.push("l2");
+  p.link((s) => {
+    s.unlink(l2);
+    log.push("l1");
+  });
+  p.link(l2);
+  await p.join();
+  await sleep(0);
+  await sleep(0);
+  assert.deepEqual(log, ["l1"]);
+});
+
+Deno.test("a hub.handleError that throws breaks nothing and is reported", async () => {
+  const hub = getHub();
+  const saved = hub.handleError;
+  const boom = new Error("the handler itself failed");
+  hub.handleError = () => {
+    throw boom;
+  };
+  try {
+    const linked = Promise.withResolvers<void>();
+    const reports = await captureReports(async () => {
+      const g = spawn(() => {
+        throw new RangeError("the greenlet's own error");
+      });
+      g.rawlink(() => linked.resolve());
+      assert.equal(await g.join(), true);
+      await assert.rejects(g.get(), RangeError);
+      await linked.promise;
+    });
+    assert.match(reports, /the handler itself failed/);
+  } finally {
+    hub.handleError = saved;
+  }
+});
+
+Deno.test("durations of 2^31 ms or more wait instead of firing at once", async () => {
+  const long = 2 ** 31;
+  const early = Promise.withResolvers<string>();
+  setTimeout(() => early.resolve("the 20 ms timer"), 20);
+  const g = spawn(() => sleep(long).then(() => "sleep"));
+  const later = spawnLater(long, () => "spawnLater");
+  const joined = spawn(() => new Event().wait({ timeout: long }).then(() => "wait"));
+  const limited = spawn(() => withTimeout(long, () => new Event().wait()));
+  const first = await Promise.race([
+    early.promise,
+    g.join().then(() => "sleep"),
+    later.join().then(() => "spawnLater"),
+    joined.join().then(() => "wait"),
+    limited.join().then(() => "withTimeout"),
+  ]);
+  assert.equal(first, "the 20 ms timer");
+  await killAll([g, later, joined, limited]);
+});
+
+Deno.test("bad arguments name themselves", async () => {
+  // deno-lint-ignore no-explicit-any
+  const anyArg = (v: unknown) => v as any;
+  await assert.rejects(killAll([anyArg(42)]), /'greenlets' must hold Greenlets: found 42/);
+  await assert.rejects(
+    killAll(anyArg(null)),
+    /'greenlets' must be iterable: current value is null/,
+  );
+  await assert.rejects(
+    joinAll(anyArg(null)),
+    /'greenlets' must be iterable: current value is null/,
+  );
+  await assert.rejects(wait([anyArg(1)]), /'objects' must hold linkables .*: found 1/);
+  await assert.rejects(iwait(anyArg(null)).next(), /'objects' must be iterable/);
+  await assert.rejects(
+    new Event().wait(anyArg("x")),
+    /'options' must be an object: current value is "x"/,
+  );
+  await assert.rejects(spawn(() => 1).join(anyArg(5)), TypeError);
+  assert.throws(
+    () => Timeout.start(100, anyArg(false)),
+    /'exception' must be an error.*timeoutValue/,
+  );
+  assert.throws(() => {
+    getHub().resolver = anyArg(42);
+  }, /'resolver' must have gethostbyname\(\) and close\(\) methods: current value is 42/);
+});
+
+Deno.test("isKill() tells kills and timeouts from failures; result() types the value", async () => {
+  assert.equal(isKill(new GreenletExit()), true);
+  assert.equal(isKill(new Timeout(1)), true);
+  assert.equal(isKill(new Error("a failure")), false);
+  const custom = new Error("custom kill");
+  const h = spawn(async () => {
+    try {
+      await sleep(1000);
+    } catch (err) {
+      return [isKill(err), err === custom];
+    }
+  });
+  await sleep(0);
+  await h.kill({ exception: custom });
+  assert.deepEqual(h.value, [true, true]);
+  const n: number = await spawn(() => 6 * 7).result();
+  assert.equal(n, 42);
+  const killed = spawn(() => 1);
+  await killed.kill();
+  await assert.rejects(killed.result(), GreenletExit);
 });

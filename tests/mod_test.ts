@@ -18,6 +18,7 @@ const FOUNDATION = [
   "getCurrent",
   "getHub",
   "idle",
+  "isKill",
   "iwait",
   "joinAll",
   "killAll",
