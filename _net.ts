@@ -241,6 +241,7 @@ function makePush(original: Push): Push {
     for (const r of done) {
       if (r.cut === undefined) continue;
       clearTimeout(r.timer);
+      r.cutFor?._landed(); // the driver has its error: the greenlet runs its own code again
       // The server ended a request we asked it to end, inside a transaction (now failed): it
       // must not reach another user of the connection.
       if (tracker.inTransaction) w.dirty = r.cutFor;
@@ -364,10 +365,12 @@ function destroy(w: Wire, exc: unknown): void {
   if (sock.destroyed) return;
   // Closing alone does not stop PostgreSQL: it runs the statement until it next writes.
   if (w.requests.length > 0) pgCancel(w);
+  const cut = w.requests.filter((r) => r.cutFor !== undefined);
   for (const r of w.requests) clearTimeout(r.timer);
   w.requests.length = 0;
   quiet(sock);
   sock.destroy(asError(exc));
+  for (const r of cut) r.cutFor!._landed(); // the driver fails what was on the socket
 }
 
 /**

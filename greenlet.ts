@@ -480,11 +480,10 @@ export class Greenlet<T = unknown> extends _Context {
       : exception;
     (this._killCtl ??= new AbortController()).abort(exc);
     if (this._state === RUNNING) {
-      // Not in a blocking call: it awaits something outside the library. If that does not
-      // end it soon (a driver's I/O that was cut off fails at once), it is declared dead.
-      if (this._throw(exc) !== _DELIVERED && this._abandonTimer === undefined) {
-        this._abandonTimer = setTimeout(abandonKilled, _ABANDON_GRACE, this, exc);
-      }
+      // In no blocking call, it awaits something outside the library: unless what was cut off
+      // fails soon (`_landed`), or nothing could be cut off, it is declared dead after a grace.
+      this._abandonTimer ??= setTimeout(abandonKilled, _ABANDON_GRACE, this, exc);
+      if (this._throw(exc) === _DELIVERED) this._landed();
       return;
     }
     if (this._startTimer !== undefined) {
@@ -642,6 +641,13 @@ export class Greenlet<T = unknown> extends _Context {
     }
     if (prev !== NEW) (hub ?? getHub())._greenletDied();
     if (this._links !== undefined) this.#notifyLinks();
+  }
+
+  /** @ignore The kill reached it: it is not given up on (see `_deliverKill`). */
+  override _landed(): void {
+    if (this._abandonTimer === undefined) return;
+    clearTimeout(this._abandonTimer);
+    this._abandonTimer = undefined;
   }
 
   /**

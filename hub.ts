@@ -146,6 +146,12 @@ export class _Context {
     return true;
   }
 
+  /**
+   * I/O this flow awaited outside the library was cut off and has failed: the flow runs its
+   * own code again (a greenlet, its `finally` blocks), so it is no longer to be given up on.
+   */
+  _landed(): void {}
+
   /** Whether `exc` is pending here, or was delivered by cutting off I/O this flow awaited. */
   _owes(exc: unknown): boolean {
     return this._pending === exc || this._interrupted === exc;
