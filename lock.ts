@@ -10,12 +10,24 @@
  * first, as `sleep(0)` does, so that a loop of uncontended acquires cannot starve timers and
  * I/O.
  *
+ * A {@linkcode Semaphore} (and so a `BoundedSemaphore` and a `Lock`) is linkable, as gevent's:
+ * `ready()` tells whether an `acquire` would not wait, and `rawlink` callbacks run in the hub
+ * when a permit is free, so `wait([sem])` and `iwait([sem])` work.
+ *
  * @module
  */
 
-import { type _Context, _current, type _Waiter } from "./hub.ts";
+import { type _Context, _current, type _Waiter, getHub } from "./hub.ts";
 import { sleep } from "./hub.ts";
-import { type _AnyWaiter, _badOptions, _mustYield, _NO_WAIT, _waitIn, _WaitList } from "./queue.ts";
+import {
+  type _AnyWaiter,
+  _badOptions,
+  _mustYield,
+  _NO_WAIT,
+  _render,
+  _waitIn,
+  _WaitList,
+} from "./queue.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of {@linkcode Semaphore.acquire} and {@linkcode RLock.acquire}. */
@@ -89,7 +101,8 @@ function timedOut(w: _Waiter<boolean>): void {
 
 function checkValue(value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(`'value' must be a non-negative integer: current value is ${value}`);
+    const E = typeof value === "number" ? RangeError : TypeError;
+    throw new E(`'value' must be a non-negative integer: current value is ${_render(value)}`);
   }
   return value;
 }
@@ -118,17 +131,27 @@ async function holdOf(
   lock: { acquire(o: AcquireOptions): Promise<boolean>; release(): void },
   options: HoldOptions,
 ): Promise<Hold> {
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(`'options' must be an object: current value is ${options}`);
-  }
+  const bad = _badOptions(options);
+  if (bad !== undefined) throw bad;
   const { timeout } = options;
   if (!await lock.acquire({ timeout })) throw new Timeout(timeout);
   return new Hold(lock);
 }
 
+function runLinks(sem: unknown): void {
+  (sem as Semaphore)._runLinks();
+}
+
 /**
  * A counting semaphore: `acquire()` takes one of `value` permits, waiting while none is left;
  * `release()` gives one back (to the first waiter, if any).
+ *
+ * It is linkable, as gevent's: {@linkcode Semaphore.ready} is true while a permit is free, and
+ * a {@linkcode Semaphore.rawlink} callback is called (once, in the hub) when one is, so
+ * `wait([sem])` and `iwait([sem])` wait until an `acquire` would not. Waiting acquirers come
+ * first: `release()` hands its permit to the first of them, and callbacks are only called for
+ * a permit left over. Neither `wait` nor a callback takes the permit: a greenlet woken by
+ * `wait([sem])` may still find it taken by the time it acquires.
  *
  * @example Limiting concurrency to two
  * ```ts
@@ -149,18 +172,35 @@ async function holdOf(
  * await joinAll([spawn(job), spawn(job), spawn(job), spawn(job)]);
  * assert.equal(most, 2);
  * ```
+ *
+ * @example Waiting until a permit is free, with `wait`
+ * ```ts
+ * import { Semaphore } from "./lock.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import { wait } from "./hub.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const sem = new Semaphore(0);
+ * assert.equal(sem.ready(), false);
+ * spawn(() => sem.release());
+ * assert.deepEqual(await wait([sem]), [sem]);
+ * assert.equal(sem.counter, 1); // waiting took nothing
+ * ```
  */
 export class Semaphore {
   /** @ignore */
   _waiters: _WaitList = new _WaitList();
   /** @ignore */
   _counter: number;
+  #links: ((source: this) => void)[] | undefined = undefined;
+  #notifying = false;
 
   /**
    * Creates a semaphore.
    *
    * @param value The number of permits (default 1).
-   * @throws {RangeError} If `value` is not a non-negative integer.
+   * @throws {RangeError} If `value` is negative or not an integer.
+   * @throws {TypeError} If `value` is not a number.
    */
   constructor(value = 1) {
     this._counter = checkValue(value);
@@ -186,11 +226,83 @@ export class Semaphore {
   }
 
   /**
+   * Whether a permit is free (an `acquire` would not wait): the opposite of
+   * {@linkcode Semaphore.locked}. `wait([sem])` counts a ready semaphore at once.
+   *
+   * @returns `true` when the counter is above 0.
+   */
+  ready(): boolean {
+    return this._counter > 0;
+  }
+
+  /**
+   * Registers `callback(this)` to be called in the hub when a permit is free: on the loop's
+   * next turn if one is free now, else after a `release()` that leaves one over (waiting
+   * acquirers are served first). The callback is unlinked just before it is called, so it
+   * runs once; callbacks run in the order they were linked, and only while a permit is
+   * still free. Blocking calls are not allowed in it; what it throws is reported by the hub
+   * and the other callbacks still run.
+   *
+   * @param callback The callback.
+   * @throws {TypeError} If `callback` is not a function.
+   */
+  rawlink(callback: (source: this) => void): void {
+    if (typeof callback !== "function") {
+      throw new TypeError(`'callback' must be a function: current value is ${_render(callback)}`);
+    }
+    (this.#links ??= []).push(callback);
+    this.#checkAndNotify();
+  }
+
+  /**
+   * Removes a callback registered with {@linkcode Semaphore.rawlink} (one registration of
+   * it). Removing a callback that is not linked does nothing.
+   *
+   * @param callback The callback to remove.
+   */
+  unlink(callback: (source: this) => void): void {
+    const links = this.#links;
+    if (links === undefined) return;
+    const i = links.indexOf(callback);
+    if (i >= 0) links.splice(i, 1);
+    if (links.length === 0) this.#links = undefined;
+  }
+
+  /** Schedules the callbacks if a permit is free and none are scheduled yet. */
+  #checkAndNotify(): void {
+    if (this._counter > 0 && this.#links !== undefined && !this.#notifying) {
+      this.#notifying = true;
+      getHub().loop._schedule(runLinks, this);
+    }
+  }
+
+  /** @ignore Calls the callbacks linked now, in order, while a permit is free. */
+  _runLinks(): void {
+    this.#notifying = false;
+    const links = this.#links;
+    if (links === undefined) return;
+    const loop = getHub().loop;
+    for (const cb of [...links]) {
+      if (this._counter <= 0) break;
+      const current = this.#links;
+      const i = current === undefined ? -1 : current.indexOf(cb);
+      if (i < 0) continue; // unlinked by an earlier callback
+      current!.splice(i, 1);
+      if (current!.length === 0) this.#links = undefined;
+      loop._callUser(cb, cb as (source: never) => unknown, [this]);
+    }
+    // Callbacks linked meanwhile wait for the next turn (so a callback that links itself
+    // again cannot keep the hub busy).
+    this.#checkAndNotify();
+  }
+
+  /**
    * Takes a permit, waiting in FIFO order while none is left. A blocking call.
    *
    * @param options `blocking: false` does not wait; `timeout` in milliseconds.
    * @returns `true` once a permit is held; `false` if none could be had in time.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   acquire(options?: AcquireOptions): Promise<boolean> {
     const timeout = acquireTimeout(options);
@@ -205,7 +317,8 @@ export class Semaphore {
   }
 
   /**
-   * Gives a permit back: to the first waiter if one is waiting, else to the counter.
+   * Gives a permit back: to the first waiter if one is waiting, else to the counter (and
+   * then the {@linkcode Semaphore.rawlink} callbacks are scheduled).
    */
   release(): void {
     if (this._waiters.live > 0) {
@@ -216,6 +329,7 @@ export class Semaphore {
       }
     }
     this._counter++;
+    if (this.#links !== undefined) this.#checkAndNotify();
   }
 
   /**
@@ -225,6 +339,7 @@ export class Semaphore {
    * @returns A {@linkcode Hold} that releases the permit when disposed.
    * @throws {Timeout} (as a rejection) If the timeout elapsed first.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   hold(options: HoldOptions = {}): Promise<Hold> {
     return holdOf(this, options);
@@ -254,7 +369,8 @@ export class BoundedSemaphore extends Semaphore {
    * Creates a bounded semaphore.
    *
    * @param value The number of permits (default 1).
-   * @throws {RangeError} If `value` is not a non-negative integer.
+   * @throws {RangeError} If `value` is negative or not an integer.
+   * @throws {TypeError} If `value` is not a number.
    */
   constructor(value = 1) {
     super(value);
@@ -348,6 +464,7 @@ export class RLock {
    * @param options `blocking: false` does not wait; `timeout` in milliseconds.
    * @returns `true` once held; `false` if it could not be had in time.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   acquire(options?: AcquireOptions): Promise<boolean> {
     const timeout = acquireTimeout(options);
@@ -390,6 +507,7 @@ export class RLock {
    * @returns A {@linkcode Hold} that releases one level when disposed.
    * @throws {Timeout} (as a rejection) If the timeout elapsed first.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   hold(options: HoldOptions = {}): Promise<Hold> {
     return holdOf(this, options);

@@ -20,14 +20,31 @@
  * @module
  */
 
-import { _badTimeout, _begin, type _Waiter, sleep } from "./hub.ts";
-import { getCurrent, Greenlet, GreenletExit, killAll, type KillOptions } from "./greenlet.ts";
+import { _begin, type _Waiter, sleep } from "./hub.ts";
+import {
+  getCurrent,
+  Greenlet,
+  GreenletExit,
+  joinAll,
+  killAll,
+  type KillOptions,
+} from "./greenlet.ts";
 import { _clearLocals } from "./local.ts";
-import { type _AnyWaiter, _mustYield, _waitIn, _WaitList } from "./queue.ts";
+import {
+  type _AnyWaiter,
+  _badBag,
+  _badOptions,
+  _mustYield,
+  _render,
+  _waitIn,
+  _WaitList,
+} from "./queue.ts";
+import { Timeout } from "./timeout.ts";
 
 /**
  * Raised (as a rejection) by {@linkcode Pool.add} when the pool stays full: `blocking: false`,
- * or the timeout elapsed.
+ * or the timeout elapsed. Also by {@linkcode Pool.spawn} called from a member of its own full
+ * pool, where waiting for a slot could deadlock (usually a programming error).
  *
  * @example
  * ```ts
@@ -101,18 +118,32 @@ function joinTimedOut(w: _Waiter<boolean>): void {
   w._wake(false);
 }
 
-function checkFn(fn: unknown): void {
+function checkFn(fn: unknown, name = "fn"): void {
   if (typeof fn !== "function") {
-    throw new TypeError(`'fn' must be a function: current value is ${fn}`);
+    throw new TypeError(`'${name}' must be a function: current value is ${_render(fn)}`);
   }
 }
 
-function checkMaxsize(maxsize: unknown): number {
-  if (maxsize === undefined) return Infinity;
-  if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 1) {
-    throw new RangeError(`'maxsize' must be a positive integer: current value is ${maxsize}`);
+function checkBag(options: unknown): void {
+  const bad = _badBag(options);
+  if (bad !== undefined) throw bad;
+}
+
+/** Checks a count that may be `Infinity` (`min` is its smallest valid value). */
+function checkCount(name: string, value: unknown, min: 0 | 1): number {
+  if (value === Infinity) return value;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    const E = typeof value === "number" ? RangeError : TypeError;
+    const kind = min === 0 ? "a non-negative" : "a positive";
+    throw new E(
+      `'${name}' must be ${kind} integer or Infinity: current value is ${_render(value)}`,
+    );
   }
-  return maxsize;
+  return value;
+}
+
+function checkMaxsize(maxsize: unknown): number {
+  return maxsize === undefined ? Infinity : checkCount("maxsize", maxsize, 1);
 }
 
 /**
@@ -133,6 +164,8 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   _members: Set<Greenlet<unknown>> = new Set();
   /** @ignore Join waiters, with their `raiseError` flag. */
   _joiners: Map<_Waiter<boolean>, boolean> = new Map();
+  /** @ignore Members already killed by `kill` or `killOne` (never shot twice). */
+  _dying: Set<Greenlet<unknown>> | undefined = undefined;
 
   /** The number of greenlets in the group, as `Set.size`. */
   get size(): number {
@@ -188,6 +221,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   /** @ignore Called (in the dying greenlet, at once) when a member dies. */
   _notify(g: Greenlet<unknown>): void {
     if (!this._members.delete(g)) return;
+    this._dying?.delete(g);
     this._memberGone();
     const joiners = this._joiners;
     if (joiners.size === 0) return;
@@ -208,6 +242,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   discard(greenlet: Greenlet<unknown>): void {
     if (!this._members.delete(greenlet)) return;
     greenlet._removeLink(this as unknown as LinkEntry);
+    this._dying?.delete(greenlet);
     this._memberGone();
     if (this._members.size === 0 && this._joiners.size > 0) {
       const joiners = this._joiners;
@@ -224,11 +259,12 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @returns `true` once empty; `false` if the timeout elapsed first.
    * @throws {unknown} (as a rejection) With `raiseError`, the first member's error.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   join(options: GroupJoinOptions = {}): Promise<boolean> {
-    const { timeout, raiseError = false } = options ?? {};
-    const bad = _badTimeout(timeout);
+    const bad = _badOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
+    const { timeout, raiseError = false } = options;
     if (this._members.size === 0) return Promise.resolve(true);
     if (timeout === 0) return Promise.resolve(false);
     const w = _begin<boolean>();
@@ -240,36 +276,73 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     return w.promise;
   }
 
+  /** Throws the kill into `g` unless an earlier `kill` or `killOne` did. */
+  #shoot(g: Greenlet<unknown>, exception: unknown): void {
+    const dying = this._dying ??= new Set();
+    if (dying.has(g)) return;
+    dying.add(g);
+    g._deliverKill(exception);
+  }
+
   /**
    * Kills every member (except the calling greenlet) and, with `block` (the default), waits
    * until they are dead, repeating for members added meanwhile.
    *
-   * @param options `exception`, `block`, `timeout` as for `Greenlet.kill`.
+   * Each member is killed once, as in gevent: a member that catches the kill and goes on is
+   * not shot again by a later `kill()` or {@linkcode GroupBase.killOne} (those only wait for
+   * it), until it dies or leaves the group.
+   *
+   * @param options `exception`, `block`, `timeout` as for `Greenlet.kill`; the timeout
+   *   counts from the call, across the repetitions.
    * @returns A promise that resolves once the members are dead (or the kill is delivered).
-   * @throws {Timeout} (as a rejection) If `timeout` elapsed while some member ignored the kill.
+   * @throws {Timeout} (as a rejection) If `timeout` elapsed while some member ignored the kill;
+   *   its message names them.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   async kill(options: KillOptions = {}): Promise<void> {
-    const bad = _badTimeout(options.timeout);
+    const bad = _badOptions(options);
     if (bad !== undefined) throw bad;
+    const { block = true, timeout, exception } = options;
+    const deadline = timeout === undefined ? undefined : performance.now() + timeout;
     const me = getCurrent();
     for (;;) {
       const list = [...this._members].filter((g) => g !== me);
       if (list.length === 0) return;
-      await killAll(list, options);
-      if (options.block === false) return;
+      for (const g of list) this.#shoot(g, exception);
+      if (!block) return;
+      const left = deadline === undefined ? undefined : Math.max(0, deadline - performance.now());
+      const done = await joinAll(list, { timeout: left });
+      if (done.length < list.length) {
+        const alive = list.filter((g) => !g.dead);
+        const error = new Timeout(timeout);
+        error.message = `${alive.length} of ${list.length} members did not die within ` +
+          `${timeout} ms of the kill: ${alive.map(String).join("; ")}`;
+        throw error;
+      }
     }
   }
 
   /**
-   * Kills one member (see `Greenlet.kill`); does nothing if it is not a member.
+   * Kills one member (see `Greenlet.kill`) and, with `block` (the default), waits for it to
+   * die (at most `timeout` ms; it resolves either way). Does nothing if `greenlet` is not a
+   * member, or was already killed by `kill()` or `killOne()` and is still alive: as in
+   * gevent, a member is shot once, and then this returns at once without waiting.
    *
    * @param greenlet The member.
    * @param options `exception`, `block`, `timeout`.
    * @returns A promise that resolves once it is dead (or the kill is delivered).
+   * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  async killone(greenlet: Greenlet<unknown>, options: KillOptions = {}): Promise<void> {
-    if (this._members.has(greenlet)) await greenlet.kill(options);
+  async killOne(greenlet: Greenlet<unknown>, options: KillOptions = {}): Promise<void> {
+    const bad = _badOptions(options);
+    if (bad !== undefined) throw bad;
+    if (!this._members.has(greenlet) || this._dying?.has(greenlet)) return;
+    this.#shoot(greenlet, options.exception);
+    if (options.block !== false && !greenlet.dead && getCurrent() !== greenlet) {
+      await greenlet.join({ timeout: options.timeout });
+    }
   }
 
   /** Kills and joins every member when an `await using` scope ends. */
@@ -309,7 +382,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @param args Its arguments.
    * @param options `callback`, called with the value on success.
    * @returns The greenlet whose value is `fn`'s.
-   * @throws {TypeError} If `fn` is not a function.
+   * @throws {TypeError} If `fn` or `callback` is not a function, or `options` not an object.
    */
   applyAsync<A extends unknown[], R>(
     fn: (...args: A) => R,
@@ -317,6 +390,9 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     options: ApplyAsyncOptions<Awaited<R>> = {},
   ): Greenlet<Awaited<R>> {
     checkFn(fn);
+    checkBag(options);
+    const { callback } = options;
+    if (callback !== undefined) checkFn(callback, "callback");
     const list = (args ?? []) as A;
     const g = this._free() > 0
       ? this._spawnNow<Awaited<R>>(fn as AnyFn, list)
@@ -324,11 +400,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
         const inner = await this._spawnWait<Awaited<R>>(fn as AnyFn, list);
         return await inner.get() as Awaited<R>;
       });
-    const { callback } = options;
-    if (callback !== undefined) {
-      checkFn(callback);
-      g.linkValue((src) => callback(src.value as Awaited<R>));
-    }
+    if (callback !== undefined) g.linkValue((src) => callback(src.value as Awaited<R>));
     return g;
   }
 
@@ -346,8 +418,9 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @param items The items.
    * @param options `maxsize` for back-pressure.
    * @returns An async iterator of results; use one consumer at a time.
-   * @throws {RangeError} If `maxsize` is not a positive integer.
-   * @throws {TypeError} If `fn` is not a function.
+   * @throws {RangeError} If `maxsize` is not a positive integer (or `Infinity`).
+   * @throws {TypeError} If `fn` is not a function, `items` not iterable, or `options` not an
+   *   object.
    */
   imap<A, R>(
     fn: (item: A) => R,
@@ -355,6 +428,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     options: ImapOptions = {},
   ): AsyncIterableIterator<Awaited<R>> {
     checkFn(fn);
+    checkBag(options);
     return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, true, options);
   }
 
@@ -367,8 +441,9 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @param items The items.
    * @param options `maxsize` for back-pressure.
    * @returns An async iterator of results, as they complete.
-   * @throws {RangeError} If `maxsize` is not a positive integer.
-   * @throws {TypeError} If `fn` is not a function.
+   * @throws {RangeError} If `maxsize` is not a positive integer (or `Infinity`).
+   * @throws {TypeError} If `fn` is not a function, `items` not iterable, or `options` not an
+   *   object.
    */
   imapUnordered<A, R>(
     fn: (item: A) => R,
@@ -376,6 +451,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     options: ImapOptions = {},
   ): AsyncIterableIterator<Awaited<R>> {
     checkFn(fn);
+    checkBag(options);
     return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, false, options);
   }
 
@@ -415,7 +491,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @param items The items.
    * @param options `callback`, called with the results on success.
    * @returns The greenlet running the map.
-   * @throws {TypeError} If `fn` is not a function.
+   * @throws {TypeError} If `fn` or `callback` is not a function, or `options` not an object.
    */
   mapAsync<A, R>(
     fn: (item: A) => R,
@@ -423,12 +499,11 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     options: ApplyAsyncOptions<Awaited<R>[]> = {},
   ): Greenlet<Awaited<R>[]> {
     checkFn(fn);
-    const g = Greenlet.spawn(() => this.map(fn, items));
+    checkBag(options);
     const { callback } = options;
-    if (callback !== undefined) {
-      checkFn(callback);
-      g.linkValue((src) => callback(src.value as Awaited<R>[]));
-    }
+    if (callback !== undefined) checkFn(callback, "callback");
+    const g = Greenlet.spawn(() => this.map(fn, items));
+    if (callback !== undefined) g.linkValue((src) => callback(src.value as Awaited<R>[]));
     return g;
   }
 }
@@ -509,7 +584,7 @@ export class Group extends GroupBase {
    */
   add(greenlet: Greenlet<unknown>): void {
     if (!(greenlet instanceof Greenlet)) {
-      throw new TypeError(`'greenlet' must be a Greenlet: current value is ${greenlet}`);
+      throw new TypeError(`'greenlet' must be a Greenlet: current value is ${_render(greenlet)}`);
     }
     this._adopt(greenlet);
   }
@@ -574,15 +649,16 @@ export class Pool extends GroupBase {
   /**
    * Creates a pool.
    *
-   * @param capacity The most members at once; `undefined` is unbounded.
-   * @throws {RangeError} If `capacity` is not a positive integer.
+   * @param capacity The most members at once; `undefined` or `Infinity` is unbounded. `0`
+   *   makes a pool that never has a free slot (as gevent's `Pool(0)`): useful only to code
+   *   that checks `freeCount()` or `waitAvailable()` before spawning, since a `spawn` into it
+   *   waits forever.
+   * @throws {RangeError} If `capacity` is negative or not an integer.
+   * @throws {TypeError} If `capacity` is not a number.
    */
   constructor(capacity?: number) {
     super();
-    if (capacity !== undefined && (!Number.isInteger(capacity) || capacity < 1)) {
-      throw new RangeError(`'capacity' must be a positive integer: current value is ${capacity}`);
-    }
-    this.#capacity = capacity ?? Infinity;
+    this.#capacity = capacity === undefined ? Infinity : checkCount("capacity", capacity, 0);
   }
 
   /** The most members at once (`Infinity` when unbounded). */
@@ -613,9 +689,17 @@ export class Pool extends GroupBase {
     return this.freeCount();
   }
 
-  /** @ignore */
+  /** @ignore Unlike `waitAvailable`, waits even in a pool of capacity 0 (as gevent's). */
   _waitFree(): Promise<unknown> {
-    return this.waitAvailable();
+    if (this.freeCount() > 0) return Promise.resolve();
+    return _waitIn<number>(
+      this,
+      this._watchers,
+      undefined,
+      forgetWatcher,
+      undefined,
+      watchTimedOut,
+    );
   }
 
   /** @ignore */
@@ -658,14 +742,35 @@ export class Pool extends GroupBase {
    * Creates a greenlet for `fn(...args)`, waiting for a free slot first, then adds and starts
    * it. Spawners wait in FIFO order. A blocking call.
    *
+   * Called from a member of this pool while the pool is full, it rejects at once with
+   * {@linkcode PoolFull} instead of waiting: the caller holds one of the slots, so it could
+   * wait forever (a `Pool(1)` always would; gevent's `spawn` deadlocks there). Use
+   * {@linkcode GroupBase.apply} to run `fn` in the caller (it does so from a member),
+   * {@linkcode GroupBase.applyAsync} to start it without waiting, or spawn from outside the
+   * pool.
+   *
    * @typeParam A The argument types.
    * @typeParam R What `fn` returns.
    * @param fn A sync or async function.
    * @param args Its arguments.
    * @returns The started greenlet.
+   * @throws {PoolFull} (as a rejection) If called from a member of this full pool.
    * @throws {TypeError} (as a rejection) If `fn` is not a function.
    */
   spawn<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): Promise<Greenlet<Awaited<R>>> {
+    if (typeof fn === "function" && this.freeCount() === 0) {
+      const me = getCurrent();
+      if (me !== undefined && this._members.has(me)) {
+        return Promise.reject(
+          new PoolFull(
+            `Pool.spawn() was called from a member of its own pool while the pool is full: ` +
+              `waiting for a slot could deadlock, as the caller holds one. Use apply() to run ` +
+              `the function in the caller, applyAsync() to start it without waiting, or spawn ` +
+              `from outside the pool`,
+          ),
+        );
+      }
+    }
     return this._spawnWait<Awaited<R>>(fn as AnyFn, args);
   }
 
@@ -676,18 +781,19 @@ export class Pool extends GroupBase {
    * @param options `blocking: false` does not wait; `timeout` in milliseconds.
    * @returns A promise that resolves once it is a member.
    * @throws {PoolFull} (as a rejection) If no slot became free (`blocking: false`, timeout).
-   * @throws {TypeError} (as a rejection) If `greenlet` is not a Greenlet.
+   * @throws {TypeError} (as a rejection) If `greenlet` is not a Greenlet, or `options` not an
+   *   object.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
   add(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
     if (!(greenlet instanceof Greenlet)) {
       return Promise.reject(
-        new TypeError(`'greenlet' must be a Greenlet: current value is ${greenlet}`),
+        new TypeError(`'greenlet' must be a Greenlet: current value is ${_render(greenlet)}`),
       );
     }
-    const { blocking = true, timeout } = options ?? {};
-    const bad = _badTimeout(timeout);
+    const bad = _badOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
+    const { blocking = true, timeout } = options;
     if (this._members.has(greenlet)) return Promise.resolve();
     if (this.freeCount() > 0) {
       this._adopt(greenlet);
@@ -710,6 +816,7 @@ export class Pool extends GroupBase {
    * @param options `blocking`, `timeout`.
    * @returns A promise that resolves once it is started.
    * @throws {PoolFull} (as a rejection) If no slot became free in time.
+   * @throws {TypeError} (as a rejection) For a bad `greenlet` or `options`, as `add`.
    */
   async start(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
     await this.add(greenlet, options);
@@ -717,19 +824,22 @@ export class Pool extends GroupBase {
   }
 
   /**
-   * Waits until at least one slot is free, without taking it. A blocking call.
+   * Waits until at least one slot is free, without taking it. A blocking call. In a pool of
+   * capacity 0, where no slot ever comes free, it resolves 0 at once (gevent's would wait
+   * for the timeout, or forever).
    *
    * @param options `timeout` in milliseconds.
    * @returns The number of free slots; 0 if the timeout elapsed first.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   waitAvailable(options: WaitAvailableOptions = {}): Promise<number> {
-    const { timeout } = options ?? {};
-    const bad = _badTimeout(timeout);
+    const bad = _badOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
+    const { timeout } = options;
     const free = this.freeCount();
     if (free > 0) return Promise.resolve(free);
-    if (timeout === 0) return Promise.resolve(0);
+    if (timeout === 0 || this.#capacity === 0) return Promise.resolve(0);
     return _waitIn<number>(this, this._watchers, undefined, forgetWatcher, timeout, watchTimedOut);
   }
 }
@@ -815,7 +925,7 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
   ) {
     this.#credits = checkMaxsize(options.maxsize);
     if (items === null || typeof (items as Iterable<A>)?.[Symbol.iterator] !== "function") {
-      throw new TypeError(`'items' must be iterable: current value is ${items}`);
+      throw new TypeError(`'items' must be iterable: current value is ${_render(items)}`);
     }
     this.#group = group;
     this._fn = fn;

@@ -251,12 +251,34 @@ function joinTimedOut(w: _Waiter<boolean>): void {
 // never hold this many items anyway.
 const UNBOUNDED = 2 ** 30 - 1;
 
+/** @ignore Renders an argument's value for an error message: strings quoted. */
+export function _render(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 function checkMaxsize(maxsize: unknown): number {
-  if (maxsize === undefined || maxsize === null) return UNBOUNDED;
+  if (maxsize === undefined || maxsize === null || maxsize === Infinity) return UNBOUNDED;
   if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 0) {
-    throw new RangeError(`'maxsize' must be a non-negative integer: current value is ${maxsize}`);
+    const E = typeof maxsize === "number" ? RangeError : TypeError;
+    throw new E(
+      `'maxsize' must be a non-negative integer or Infinity: current value is ${_render(maxsize)}`,
+    );
   }
   return maxsize === 0 || maxsize > UNBOUNDED ? UNBOUNDED : maxsize;
+}
+
+/**
+ * @ignore Checks an options bag: `undefined` (no options) or an object. Returns a TypeError
+ * naming `name` for anything else, or `undefined`.
+ */
+export function _badBag(options: unknown, name = "options"): TypeError | undefined {
+  if (options === undefined || (options !== null && typeof options === "object")) return undefined;
+  return new TypeError(`'${name}' must be an object: current value is ${_render(options)}`);
 }
 
 /**
@@ -265,10 +287,7 @@ function checkMaxsize(maxsize: unknown): number {
  */
 export function _badOptions(options: { timeout?: number } | undefined): Error | undefined {
   if (options === undefined) return undefined;
-  if (options === null || typeof options !== "object") {
-    return new TypeError(`'options' must be an object: current value is ${options}`);
-  }
-  return _badTimeout(options.timeout);
+  return _badBag(options) ?? _badTimeout(options.timeout);
 }
 
 /**
@@ -376,8 +395,10 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
   /**
    * Creates a queue.
    *
-   * @param maxsize The most items it holds; `undefined` or `0` (as in Python) is unbounded.
-   * @throws {RangeError} If `maxsize` is not a non-negative integer.
+   * @param maxsize The most items it holds; `undefined`, `Infinity` or `0` (as in Python) is
+   *   unbounded.
+   * @throws {RangeError} If `maxsize` is negative or not an integer.
+   * @throws {TypeError} If `maxsize` is not a number.
    */
   constructor(maxsize?: number) {
     this.#maxsize = checkMaxsize(maxsize);
@@ -530,6 +551,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {Full} (as a rejection) If the queue stays full (`block: false`, or the timeout).
    * @throws {ShutDown} (as a rejection) If the queue was shut down.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
     const timeout = waitTimeout(options);
@@ -570,6 +592,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {Empty} (as a rejection) If the queue stays empty (`block: false`, or the timeout).
    * @throws {ShutDown} (as a rejection) If the queue was shut down and is empty.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   get(options?: QueueOptions): Promise<T> {
     const timeout = waitTimeout(options);
@@ -605,6 +628,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {Empty} (as a rejection) If the queue stays empty (`block: false`, or the timeout).
    * @throws {ShutDown} (as a rejection) If the queue was shut down and is empty.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   peek(options?: QueueOptions): Promise<T> {
     const timeout = waitTimeout(options);
@@ -633,8 +657,11 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * With `immediate`, the items still queued are discarded (and count as done for `join`).
    *
    * @param options `immediate`.
+   * @throws {TypeError} If `options` is not an object.
    */
   shutdown(options: ShutdownOptions = {}): void {
+    const bad = _badBag(options);
+    if (bad !== undefined) throw bad;
     this.#shutdown = true;
     if (options.immediate) {
       while (this._size > 0) {
@@ -736,11 +763,12 @@ export class Queue<T> extends SimpleQueue<T> {
    * @param options `timeout` in milliseconds.
    * @returns `true` once nothing is unfinished; `false` if the timeout elapsed first.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   join(options: QueueJoinOptions = {}): Promise<boolean> {
-    const { timeout } = options ?? {};
-    const bad = _badTimeout(timeout);
+    const bad = _badOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
+    const { timeout } = options;
     if (this._unfinished === 0) return Promise.resolve(true);
     if (timeout === 0) return Promise.resolve(false);
     const w = _begin<boolean>();
@@ -804,16 +832,19 @@ export class PriorityQueue<T> extends Queue<T> {
   /**
    * Creates a priority queue.
    *
-   * @param maxsize The most items it holds; `undefined` or `0` is unbounded.
+   * @param maxsize The most items it holds; `undefined`, `Infinity` or `0` is unbounded.
    * @param options `compare`, the ordering.
-   * @throws {RangeError} If `maxsize` is not a non-negative integer.
-   * @throws {TypeError} If `compare` is not a function.
+   * @throws {RangeError} If `maxsize` is negative or not an integer.
+   * @throws {TypeError} If `maxsize` is not a number, `options` not an object, or `compare`
+   *   not a function.
    */
   constructor(maxsize?: number, options: PriorityQueueOptions<T> = {}) {
     super(maxsize);
+    const bad = _badBag(options);
+    if (bad !== undefined) throw bad;
     const { compare = _defaultCompare } = options;
     if (typeof compare !== "function") {
-      throw new TypeError(`'compare' must be a function: current value is ${compare}`);
+      throw new TypeError(`'compare' must be a function: current value is ${_render(compare)}`);
     }
     this.#compare = compare;
   }
@@ -893,12 +924,21 @@ export class LifoQueue<T> extends Queue<T> {
   }
 }
 
+function afterHandOff(): void {}
+
 /**
  * An unbuffered hand-off: `put` waits until a `get` takes the item, and `get` waits until a
  * `put` offers one. `qsize()` is always 0. Iterate it with `for await` (forever).
  *
+ * Order of wake-ups, as gevent's: when a getter and a putter meet, the getter resumes first.
+ * Its code after `await ch.get()` runs, up to its next `await`, before the putter's `put`
+ * returns, whichever of the two came first (the one that comes second does not wait). This
+ * holds for code that awaits `get()` directly; a getter that goes through more layers of
+ * promises (`for await` over the channel) may see its item after the putter resumed.
+ *
  * A getter interrupted by `kill()` or `Timeout` (even `Timeout(0)`) never takes an item: the
- * next `put` goes to the next getter or waits.
+ * next `put` goes to the next getter or waits. A putter whose item was taken completes its
+ * `put`: a kill that arrives while it waits to resume is thrown at its next blocking call.
  *
  * @typeParam T The type of the items.
  *
@@ -917,6 +957,27 @@ export class LifoQueue<T> extends Queue<T> {
  * log.push(await ch.get());
  * await producer.join();
  * assert.deepEqual(log, ["hello", "put returned"]);
+ * ```
+ *
+ * @example The getter resumes before the putter (gevent's `test_send`)
+ * ```ts
+ * import { Channel } from "./queue.ts";
+ * import { spawn } from "./greenlet.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const ch = new Channel<string>();
+ * const events: string[] = [];
+ * const consumer = spawn(async () => {
+ *   events.push(await ch.get());
+ *   events.push(await ch.get());
+ * });
+ * events.push("sending");
+ * await ch.put("hello");
+ * events.push("sent hello");
+ * await ch.put("world");
+ * events.push("sent world");
+ * assert.deepEqual(events, ["sending", "hello", "sent hello", "world", "sent world"]);
+ * await consumer.join();
  * ```
  */
 export class Channel<T> implements AsyncIterable<T> {
@@ -969,13 +1030,15 @@ export class Channel<T> implements AsyncIterable<T> {
 
   /**
    * Offers an item and waits until a getter takes it. A blocking call: an interrupted put
-   * offers nothing.
+   * offers nothing. If a getter is waiting, it gets the item at once and resumes before the
+   * caller does; else the put waits, and resumes after the getter that takes its item.
    *
    * @param item The item.
    * @param options `block: false` does not wait; `timeout` in milliseconds.
    * @returns A promise that resolves once a getter has the item.
    * @throws {Full} (as a rejection) If no getter took it (`block: false`, or the timeout).
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
     const timeout = waitTimeout(options);
@@ -989,7 +1052,9 @@ export class Channel<T> implements AsyncIterable<T> {
       }
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Full());
-    return _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut);
+    // One more step after the wake-up: a getter that takes the item resumes first.
+    return _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut)
+      .then(afterHandOff);
   }
 
   /**
@@ -1006,11 +1071,13 @@ export class Channel<T> implements AsyncIterable<T> {
 
   /**
    * Waits for a putter and takes its item. A blocking call: an interrupted get takes nothing.
+   * The caller resumes before the putter whose item it took.
    *
    * @param options `block: false` does not wait; `timeout` in milliseconds.
    * @returns The item.
    * @throws {Empty} (as a rejection) If no putter came (`block: false`, or the timeout).
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
+   * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   get(options?: QueueOptions): Promise<T> {
     const timeout = waitTimeout(options);

@@ -1,9 +1,20 @@
 import assert from "node:assert/strict";
 import { BoundedSemaphore, Lock, RLock, Semaphore } from "../lock.ts";
 import { spawn } from "../greenlet.ts";
-import { idle, sleep } from "../hub.ts";
+import { BlockingSwitchOutError, idle, iwait, sleep, wait } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+
+/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
+async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
+  try {
+    return await Promise.race([p, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 Deno.test("Semaphore(0).acquire({ timeout: 10 }) resolves false", async () => {
   const sem = new Semaphore(0);
@@ -230,4 +241,148 @@ Deno.test("uncontended acquire/release loops do not starve timers", async (t) =>
       assert.ok(n < LIMIT, "the timer only fired after the loop ended");
     });
   }
+});
+
+Deno.test("Semaphore is linkable: ready(), rawlink(), unlink(), wait() and iwait()", async (t) => {
+  await t.step(
+    "a free semaphore is ready at once (gevent's test_rawlink_on_unacquired)",
+    async () => {
+      const sem = new Semaphore();
+      assert.equal(sem.ready(), true);
+      assert.deepEqual(await wait([sem]), [sem]);
+      assert.equal(sem.counter, 1, "waiting does not take the permit");
+      assert.equal(new Semaphore(0).ready(), false);
+    },
+  );
+  await t.step("wait([sem]) resolves once a permit is released", async () => {
+    const sem = new Semaphore(0);
+    const waiter = spawn(() => wait([sem]));
+    await idle();
+    assert.equal(waiter.dead, false);
+    sem.release();
+    await waiter.join();
+    assert.deepEqual(waiter.value, [sem]);
+    assert.equal(sem.counter, 1);
+  });
+  await t.step("iwait() over a taken Lock and a free one yields the free one first", async () => {
+    const taken = new Lock();
+    const free = new Lock();
+    await taken.acquire();
+    const order: Lock[] = [];
+    const waiter = spawn(async () => {
+      for await (const lock of iwait([taken, free])) order.push(lock);
+    });
+    await idle();
+    assert.deepEqual(order, [free]);
+    taken.release();
+    await waiter.join();
+    assert.deepEqual(order, [free, taken]);
+  });
+  await t.step("wait() with a timeout on a taken semaphore returns nothing", async () => {
+    assert.deepEqual(await wait([new BoundedSemaphore(0)], { timeout: 5 }), []);
+  });
+  await t.step("callbacks run in the hub, once each (gevent's test_release_twice)", async () => {
+    const sem = new Semaphore();
+    const result: string[] = [];
+    const seen: unknown[] = [];
+    let blocking: Promise<unknown> | undefined;
+    sem.rawlink((s) => {
+      result.push("a");
+      seen.push(s);
+      blocking = sleep(0).catch((error) => error); // blocking calls are refused in the hub
+    });
+    sem.release();
+    sem.rawlink(() => result.push("b"));
+    sem.release();
+    await idle();
+    assert.deepEqual(result.sort(), ["a", "b"]);
+    assert.deepEqual(seen, [sem]);
+    assert.ok(await blocking instanceof BlockingSwitchOutError);
+    sem.release();
+    await idle();
+    assert.deepEqual(result, ["a", "b"], "a callback is unlinked before it is called");
+  });
+  await t.step("unlink() removes a callback", async () => {
+    const sem = new Semaphore(0);
+    let called = false;
+    const cb = () => called = true;
+    sem.rawlink(cb);
+    sem.unlink(cb);
+    sem.unlink(cb); // unlinking twice is harmless
+    sem.release();
+    await idle();
+    assert.equal(called, false);
+  });
+  await t.step("waiting acquirers are served before callbacks", async () => {
+    const sem = new Semaphore(0);
+    const acquirer = spawn(() => sem.acquire());
+    await idle();
+    let called = 0;
+    sem.rawlink(() => called++);
+    sem.release(); // goes to the acquirer: no permit is left over
+    await acquirer.join();
+    await idle();
+    assert.equal(called, 0);
+    sem.release();
+    await idle();
+    assert.equal(called, 1);
+  });
+  await t.step("a callback that throws is reported and the others still run", async () => {
+    const sem = new Semaphore(0);
+    let ran = false;
+    sem.rawlink(() => {
+      throw new URIError("link failed");
+    });
+    sem.rawlink(() => ran = true);
+    const report = await captureReports(async () => {
+      sem.release();
+      await idle();
+    });
+    assert.match(report, /URIError: link failed/);
+    assert.equal(ran, true);
+  });
+  await t.step("rawlink() of a non-function throws TypeError", () => {
+    assert.throws(
+      () => new Semaphore().rawlink("x" as never),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `'callback' must be a function: current value is "x"`,
+    );
+  });
+});
+
+Deno.test("Lock calls reject a non-object options bag with a TypeError naming it", async () => {
+  const calls: [string, () => Promise<unknown>][] = [
+    ["Semaphore.acquire", () => new Semaphore().acquire("x" as never)],
+    ["Semaphore.hold", () => new Semaphore().hold("x" as never)],
+    ["RLock.acquire", () => new RLock().acquire("x" as never)],
+    ["RLock.hold", () => new RLock().hold(null as never)],
+  ];
+  for (const [name, call] of calls) {
+    let p: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => p = call(), name);
+    await assert.rejects(p!, (e: Error) => {
+      assert.ok(e instanceof TypeError, name);
+      assert.match(e.message, /^'options' must be an object: current value is (?:"x"|null)$/);
+      return true;
+    });
+  }
+});
+
+Deno.test("lock waits with a 2**31 ms timeout do not fire early", async () => {
+  const sem = new Semaphore(0);
+  const lock = new RLock();
+  await lock.acquire();
+  for (
+    const call of [
+      () => sem.acquire({ timeout: 2 ** 31 }),
+      () => lock.acquire({ timeout: 2 ** 31 }),
+    ]
+  ) {
+    const g = spawn(call);
+    const first = await firstOf(g.join().then(() => "wait"), 20);
+    assert.equal(first, "timer", `the wait ended early with ${g.value}`);
+    await g.kill();
+  }
+  lock.release();
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Group, Pool, PoolFull } from "../pool.ts";
 import { Greenlet, GreenletExit, spawn } from "../greenlet.ts";
 import { idle, sleep } from "../hub.ts";
+import { Timeout } from "../timeout.ts";
 import { Event } from "../event.ts";
 import { Local } from "../local.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
@@ -297,10 +298,10 @@ Deno.test("killing a group kills every member", async (t) => {
     await assert.rejects(it.next(), GreenletExit);
     assert.equal((await it.next()).done, true);
   });
-  await t.step("killone() kills only that member", async () => {
+  await t.step("killOne() kills only that member", async () => {
     const g1 = group.spawn(() => sleep(10_000));
     const g2 = group.spawn(() => sleep(10_000));
-    await group.killone(g1);
+    await group.killOne(g1);
     assert.equal(g1.dead, true);
     assert.equal(g2.dead, false);
     await group.kill();
@@ -367,16 +368,33 @@ Deno.test("a member leaves its group as soon as it dies", async () => {
 });
 
 Deno.test("Pool capacity is validated", async (t) => {
-  for (const bad of [0, -1, 1.5]) {
+  for (const bad of [-1, 1.5, Number.NaN]) {
     await t.step(`capacity ${bad} throws RangeError`, () => {
       assert.throws(
         () => new Pool(bad),
         (e: Error) =>
           e instanceof RangeError &&
-          e.message === `'capacity' must be a positive integer: current value is ${bad}`,
+          e.message ===
+            `'capacity' must be a non-negative integer or Infinity: current value is ${bad}`,
       );
     });
   }
+  await t.step(`capacity "2" throws TypeError`, () => {
+    assert.throws(
+      () => new Pool("2" as never),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `'capacity' must be a non-negative integer or Infinity: current value is "2"`,
+    );
+  });
+  await t.step("imap maxsize is validated the same way", () => {
+    assert.throws(
+      () => new Group().imap((x) => x, [1], { maxsize: 0 }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        e.message === `'maxsize' must be a positive integer or Infinity: current value is 0`,
+    );
+  });
   await t.step("Pool.spawn() reports a bad fn by rejecting", async () => {
     let p: Promise<unknown> | undefined;
     assert.doesNotThrow(() => p = new Pool(1).spawn(42 as unknown as () => void));
@@ -498,4 +516,217 @@ Deno.test("imap starts the items before the first step, as gevent's does", async
   assert.deepEqual(started.sort(), [1, 2, 3]);
   assert.deepEqual(await it.next(), { value: 1, done: false });
   await it.return!();
+});
+
+/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
+async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
+  try {
+    return await Promise.race([p, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("Pool(0) is valid: it never has a free slot (gevent's TestPool0)", async (t) => {
+  const pool = new Pool(0);
+  assert.equal(pool.capacity, 0);
+  assert.equal(pool.freeCount(), 0);
+  assert.equal(pool.full(), true);
+  await t.step("waitAvailable() resolves 0 at once, with or without a timeout", async () => {
+    for (const options of [{}, { timeout: 10 }, { timeout: 10_000 }, { timeout: 0 }]) {
+      const first = await firstOf(pool.waitAvailable(options), 20);
+      assert.equal(first, 0, `waitAvailable(${JSON.stringify(options)})`);
+    }
+  });
+  await t.step("add() cannot add; a spawn waits until it is killed", async () => {
+    await assert.rejects(pool.add(new Greenlet(() => 1), { blocking: false }), PoolFull);
+    let ran = false;
+    const spawner = spawn(() => pool.spawn(() => ran = true));
+    await idle();
+    assert.equal(spawner.dead, false);
+    await spawner.kill();
+    assert.equal(ran, false);
+    assert.equal(pool.size, 0);
+  });
+});
+
+Deno.test("Pool(Infinity) and imap({ maxsize: Infinity }) are unbounded", async () => {
+  const pool = new Pool(Infinity);
+  assert.equal(pool.capacity, Infinity);
+  assert.equal(pool.freeCount(), Infinity);
+  assert.equal(pool.full(), false);
+  assert.deepEqual(await pool.map((x: number) => x * 2, [1, 2, 3]), [2, 4, 6]);
+  const out: number[] = [];
+  for await (const v of pool.imap((x: number) => x, [1, 2], { maxsize: Infinity })) out.push(v);
+  assert.deepEqual(out, [1, 2]);
+});
+
+class SpecialError extends Error {}
+
+/** gevent's `Undead`: catches every kill but `SpecialError`, counting the shots. */
+function undead(counter: { shots: number }): () => Promise<void> {
+  return async () => {
+    const never = new Event();
+    for (;;) {
+      try {
+        await never.wait();
+      } catch (error) {
+        if (error instanceof SpecialError) return;
+        counter.shots++;
+      }
+    }
+  };
+}
+
+Deno.test("Group.killOne() and kill() shoot each member once (gevent's test_kill_fires_once)", async () => {
+  const u1 = { shots: 0 };
+  const u2 = { shots: 0 };
+  const p1 = spawn(undead(u1));
+  const p2 = spawn(undead(u2));
+  await idle();
+  const s = new Group([p1, p2]);
+  const check = (shots1: number, shots2: number) => {
+    assert.equal(p1.dead, false);
+    assert.equal(p2.dead, false);
+    assert.deepEqual([u1.shots, u2.shots], [shots1, shots2]);
+  };
+  await s.killOne(p1, { block: false });
+  await idle();
+  check(1, 0);
+  await s.killOne(p1, { block: false });
+  await s.kill({ block: false });
+  await s.kill({ block: false });
+  await idle();
+  check(1, 1);
+  await s.killOne(p1); // already killed once: returns at once, without waiting for it
+  await assert.rejects(s.kill({ timeout: 10 }), (e: Error) => {
+    assert.ok(e instanceof Timeout);
+    assert.match(e.message, /^2 of 2 members did not die within 10 ms of the kill: <Greenlet/);
+    return true;
+  });
+  assert.equal(s.size, 2);
+  check(1, 1);
+  await p1.kill({ exception: SpecialError });
+  await p2.kill({ exception: SpecialError });
+  assert.equal(s.size, 0);
+  // A member that died left the dying set: a new member with the same fate is shot again.
+  const u3 = { shots: 0 };
+  const p3 = s.spawn(undead(u3));
+  await idle();
+  await s.killOne(p3, { block: false });
+  await idle();
+  assert.equal(u3.shots, 1);
+  s.discard(p3);
+  s.add(p3);
+  await s.killOne(p3, { block: false });
+  await idle();
+  assert.equal(u3.shots, 2, "a member that left and came back can be killed again");
+  await p3.kill({ exception: SpecialError });
+});
+
+Deno.test("Pool.spawn() from a member of its own full pool rejects instead of deadlocking", async (t) => {
+  await t.step("Pool(1): the member's spawn rejects with PoolFull naming the fix", async () => {
+    const pool = new Pool(1);
+    const outer = await pool.spawn(async () => {
+      try {
+        await pool.spawn(() => "inner");
+        return "spawned";
+      } catch (error) {
+        return error;
+      }
+    });
+    await outer.join();
+    const error = outer.value as Error;
+    assert.ok(error instanceof PoolFull, `got ${error}`);
+    assert.match(error.message, /member of its own pool while the pool is full/);
+    assert.match(error.message, /apply\(\)/);
+  });
+  await t.step("a member of a pool with a free slot spawns as usual", async () => {
+    const pool = new Pool(2);
+    const outer = await pool.spawn(async () => {
+      const inner = await pool.spawn(() => "inner");
+      return await inner.get();
+    });
+    await outer.join();
+    assert.equal(outer.value, "inner");
+  });
+  await t.step("outside the pool, spawn still waits for a slot", async () => {
+    const pool = new Pool(1);
+    const gate = new Event();
+    await pool.spawn(() => gate.wait());
+    const spawner = spawn(() => pool.spawn(() => "later"));
+    await idle();
+    assert.equal(spawner.dead, false);
+    gate.set();
+    await spawner.join();
+    assert.equal(await (spawner.value as Greenlet<string>).get(), "later");
+  });
+});
+
+Deno.test("Pool and Group calls reject a non-object options bag with a TypeError naming it", async (t) => {
+  const pool = new Pool(1);
+  const member = new Greenlet(() => 1);
+  const calls: [string, () => Promise<unknown>][] = [
+    ["Pool.waitAvailable", () => pool.waitAvailable("x" as never)],
+    ["Pool.add", () => pool.add(new Greenlet(() => 1), "x" as never)],
+    ["Pool.start", () => pool.start(new Greenlet(() => 1), "x" as never)],
+    ["Group.join", () => pool.join("x" as never)],
+    ["Group.join(null)", () => pool.join(null as never)],
+    ["Group.kill", () => pool.kill("x" as never)],
+    ["Group.killOne", () => pool.killOne(member, "x" as never)],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, async () => {
+      let p: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => p = call());
+      await assert.rejects(p!, (e: Error) => {
+        assert.ok(e instanceof TypeError, `got ${e}`);
+        assert.match(e.message, /^'options' must be an object: current value is ("x"|null)$/);
+        return true;
+      });
+    });
+  }
+  await t.step("the calls that do not block throw", () => {
+    const group = new Group();
+    for (
+      const call of [
+        () => group.imap((x) => x, [1], "x" as never),
+        () => group.imapUnordered((x) => x, [1], "x" as never),
+        () => group.applyAsync(() => 1, [], "x" as never),
+        () => group.mapAsync((x) => x, [1], "x" as never),
+      ]
+    ) {
+      assert.throws(
+        call,
+        (e: Error) =>
+          e instanceof TypeError &&
+          e.message === `'options' must be an object: current value is "x"`,
+      );
+    }
+    assert.equal(group.size, 0);
+  });
+  assert.equal(pool.size, 0);
+});
+
+Deno.test("pool waits with a 2**31 ms timeout do not fire early", async (t) => {
+  const pool = new Pool(1);
+  const gate = new Event();
+  await pool.spawn(() => gate.wait());
+  const calls: [string, () => Promise<unknown>][] = [
+    ["Pool.waitAvailable", () => pool.waitAvailable({ timeout: 2 ** 31 })],
+    ["Pool.add", () => pool.add(new Greenlet(() => 1), { timeout: 2 ** 31 })],
+    ["Group.join", () => pool.join({ timeout: 2 ** 31 })],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, async () => {
+      const g = spawn(call);
+      const first = await firstOf(g.join().then(() => "wait"), 20);
+      assert.equal(first, "timer", `the wait ended early with ${g.value ?? g.exception}`);
+      await g.kill();
+    });
+  }
+  gate.set();
+  await pool.join();
 });

@@ -9,10 +9,21 @@ import {
   ShutDown,
   SimpleQueue,
 } from "../queue.ts";
-import { spawn } from "../greenlet.ts";
+import { GreenletExit, spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, getHub, idle, sleep } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+
+/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
+async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
+  try {
+    return await Promise.race([p, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 Deno.test("Queue(2) blocks a producer on its third put until one get", async () => {
   const q = new Queue<string>(2);
@@ -304,27 +315,95 @@ Deno.test("LifoQueue returns the last item put first", async () => {
 });
 
 Deno.test("Queue maxsize is validated", async (t) => {
-  for (const bad of [-1, 1.5, Number.NaN, "2"]) {
-    await t.step(`maxsize ${String(bad)} throws RangeError`, () => {
+  for (const [bad, E] of [[-1, RangeError], [1.5, RangeError], [Number.NaN, RangeError]] as const) {
+    await t.step(`maxsize ${bad} throws ${E.name}`, () => {
       assert.throws(
-        () => new Queue(bad as number),
+        () => new Queue(bad),
         (e: Error) =>
-          e instanceof RangeError &&
-          e.message === `'maxsize' must be a non-negative integer: current value is ${bad}`,
+          e instanceof E &&
+          e.message ===
+            `'maxsize' must be a non-negative integer or Infinity: current value is ${bad}`,
       );
     });
   }
+  await t.step(`maxsize "2" throws TypeError`, () => {
+    assert.throws(
+      () => new Queue("2" as never),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === `'maxsize' must be a non-negative integer or Infinity: current value is "2"`,
+    );
+  });
   await t.step("0 and undefined are unbounded", () => {
     assert.equal(new Queue(0).maxsize, Infinity);
     assert.equal(new Queue().maxsize, Infinity);
   });
 });
 
-Deno.test("Queue calls report bad options by rejecting", async () => {
+Deno.test("Queue(Infinity) is unbounded, as its maxsize reports", () => {
+  for (const q of [new Queue<number>(Infinity), new PriorityQueue<number>(Infinity)]) {
+    assert.equal(q.maxsize, Infinity);
+    for (let i = 0; i < 100; i++) q.putNowait(i);
+    assert.equal(q.full(), false);
+    assert.equal(q.qsize(), 100);
+  }
+});
+
+Deno.test("Queue calls reject a non-object options bag with a TypeError naming it", async (t) => {
   const q = new Queue<number>();
-  let p: Promise<unknown> | undefined;
-  assert.doesNotThrow(() => p = q.get(5 as never));
-  await assert.rejects(p!, TypeError);
+  q.putNowait(1);
+  const ch = new Channel<number>();
+  const calls: [string, () => Promise<unknown>][] = [
+    ["Queue.get", () => q.get("x" as never)],
+    ["Queue.get(5)", () => q.get(5 as never)],
+    ["Queue.put", () => q.put(1, "x" as never)],
+    ["Queue.peek", () => q.peek("x" as never)],
+    ["Queue.join", () => q.join("x" as never)],
+    ["Queue.join(null)", () => q.join(null as never)],
+    ["Channel.get", () => ch.get("x" as never)],
+    ["Channel.put", () => ch.put(1, "x" as never)],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, async () => {
+      let p: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => p = call());
+      await assert.rejects(p!, (e: Error) => {
+        assert.ok(e instanceof TypeError, `got ${e}`);
+        assert.match(e.message, /^'options' must be an object: current value is ("x"|5|null)$/);
+        return true;
+      });
+    });
+  }
+  await t.step("shutdown and the PriorityQueue constructor throw", () => {
+    assert.throws(() => q.shutdown("x" as never), TypeError);
+    assert.equal(q.isShutdown, false);
+    assert.throws(
+      () => new PriorityQueue<number>(0, "x" as never),
+      (e: Error) =>
+        e instanceof TypeError && e.message === `'options' must be an object: current value is "x"`,
+    );
+  });
+});
+
+Deno.test("queue waits with a 2**31 ms timeout do not fire early", async (t) => {
+  const full = new Queue<number>(1);
+  full.putNowait(0);
+  const calls: [string, () => Promise<unknown>][] = [
+    ["Queue.get", () => new Queue<number>().get({ timeout: 2 ** 31 })],
+    ["Queue.put", () => full.put(1, { timeout: 2 ** 31 })],
+    ["Queue.join", () => full.join({ timeout: 2 ** 31 })],
+    ["Channel.get", () => new Channel<number>().get({ timeout: 2 ** 31 })],
+  ];
+  for (const [name, call] of calls) {
+    await t.step(name, async () => {
+      const g = spawn(call);
+      const report = await captureReports(async () => {
+        assert.equal(await firstOf(g.join().then(() => "wait"), 20), "timer");
+      });
+      assert.equal(report, "", "the wait ended early");
+      await g.kill();
+    });
+  }
 });
 
 Deno.test("Queue.get() in a hub callback: waiting rejects, a ready item is returned", async () => {
@@ -384,6 +463,64 @@ Deno.test("Channel.put() waits until a get takes the item", async () => {
   assert.equal(await ch.get(), "x");
   await producer.join();
   assert.deepEqual(log, ["put returned"]);
+});
+
+Deno.test("Channel resumes a getter before the putter whose item it took", async (t) => {
+  await t.step("gevent's test_send: the putter waited, the getter came second", async () => {
+    const ch = new Channel<string>();
+    const events: string[] = [];
+    const consumer = spawn(async () => {
+      events.push(await ch.get());
+      events.push(await ch.get());
+    });
+    events.push("sending");
+    await ch.put("hello");
+    events.push("sent hello");
+    await ch.put("world");
+    events.push("sent world");
+    assert.deepEqual(events, ["sending", "hello", "sent hello", "world", "sent world"]);
+    await consumer.join();
+  });
+  await t.step("gevent's test_wait: the getter waited, the putter came second", async () => {
+    const ch = new Channel<string>();
+    const events: string[] = [];
+    const producer = spawn(async () => {
+      events.push("sending hello");
+      await ch.put("hello");
+      events.push("sending world");
+      await ch.put("world");
+      events.push("sent world");
+    });
+    events.push("waiting");
+    events.push(await ch.get());
+    events.push(await ch.get());
+    assert.deepEqual(events, ["waiting", "sending hello", "hello", "sending world", "world"]);
+    await sleep(0);
+    assert.deepEqual(events, [
+      "waiting",
+      "sending hello",
+      "hello",
+      "sending world",
+      "world",
+      "sent world",
+    ]);
+    await producer.join();
+  });
+  await t.step("a putter killed after its item was taken still completes its put", async () => {
+    const ch = new Channel<string>();
+    let putReturned = false;
+    const putter = spawn(async () => {
+      await ch.put("x");
+      putReturned = true;
+      await sleep(10_000);
+    });
+    await idle();
+    assert.equal(await ch.get(), "x");
+    await putter.kill(); // before the putter resumed
+    // The item was taken: the put completed, and the kill met the greenlet afterwards.
+    assert.equal(putReturned, true);
+    assert.ok(putter.value instanceof GreenletExit);
+  });
 });
 
 Deno.test("Channel: a getter cancelled by Timeout(0) does not take the next item", async () => {
