@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { joinAll, spawn } from "../greenlet.ts";
-import { BlockingSwitchOutError, sleep } from "../hub.ts";
+import { BlockingSwitchOutError, iwait, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
-import { Timeout } from "../timeout.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
 import { assertTimeoutContract } from "./_helpers.ts";
 
 Deno.test("Event.wait() resolves true once set, waking waiters in order", async () => {
@@ -134,4 +134,53 @@ Deno.test("AsyncResult.rawlink() fires when set, at once if already set", async 
   late.rawlink((r) => seen.push(r.value!));
   await sleep(0);
   assert.deepEqual(seen, [1, 2]);
+});
+
+Deno.test("wait() and iwait() give objects that are already ready in the order given", async () => {
+  const [a, b, c] = [new Event(), new Event(), new Event()];
+  b.set();
+  a.set();
+  assert.ok((await wait([a, b, c], { count: 2 })).every((e, i) => e === [a, b][i]));
+  const order: Event[] = [];
+  for await (const e of iwait([a, b, c], { count: 2 })) order.push(e);
+  assert.ok(order[0] === a && order[1] === b && order.length === 2);
+});
+
+Deno.test("a rawlink that clears the Event stops the links after it", async () => {
+  const e = new Event();
+  const log: string[] = [];
+  e.rawlink(() => {
+    log.push("first clears");
+    e.clear();
+  });
+  e.rawlink(() => log.push("second"));
+  e.set();
+  await sleep(0);
+  await sleep(0);
+  assert.deepEqual(log, ["first clears"]);
+});
+
+Deno.test("AsyncResult: a later setException() hides the earlier value, and back", async () => {
+  const r = new AsyncResult<number>();
+  r.set(1);
+  const boom = new Error("boom");
+  r.setException(boom);
+  assert.equal(r.value, undefined);
+  assert.equal(r.exception, boom);
+  assert.throws(() => r.getNowait(), (e) => e === boom);
+  r.set(2);
+  assert.equal(r.exception, undefined);
+  assert.equal(r.value, 2);
+});
+
+Deno.test("a join() cut short by kill or Timeout leaves no link behind", async () => {
+  const target = spawn(() => new Event().wait());
+  const joiner = spawn(() => target.join());
+  const timed = spawn(() => withTimeout(10, () => target.join(), { timeoutValue: "late" }));
+  await sleep(0);
+  assert.equal(target.hasLinks(), true);
+  await joiner.kill();
+  assert.equal(await timed.get(), "late");
+  assert.equal(target.hasLinks(), false);
+  await target.kill();
 });
