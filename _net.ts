@@ -53,8 +53,8 @@ interface Request {
   replace?: Uint8Array;
 }
 
-/** Milliseconds a cancel or unblock is given before the connection is destroyed instead. */
-const CANCEL_GRACE = 30;
+/** Milliseconds a cancel is given before the connection is destroyed instead. */
+const CANCEL_GRACE = 500;
 
 type Sock = net.Socket & { [WIRE]?: Wire | null };
 
@@ -79,8 +79,13 @@ class Wire {
   dirty: _Context | undefined = undefined;
   /** Part of the reply to the oldest request has been received (and passed on). */
   midReply = false;
+  /** The flow this wire was last listed under in `byFlow` (saves a lookup per write). */
+  indexed: _Context | undefined = undefined;
   constructor(readonly socket: net.Socket) {}
 }
+
+/** Whether any socket was ever connected inside a greenlet (then `requester` claims exist). */
+let claimsMade = false;
 
 /** Sockets on which each flow has (or had) requests, to find them when it is interrupted. */
 const byFlow = new WeakMap<_Context, Set<Wire>>();
@@ -97,6 +102,8 @@ function wireOf(sock: Sock): Wire | undefined {
 }
 
 function index(ctx: _Context, w: Wire): void {
+  if (w.indexed === ctx) return;
+  w.indexed = ctx;
   let set = byFlow.get(ctx);
   if (set === undefined) byFlow.set(ctx, set = new Set());
   set.add(w);
@@ -104,15 +111,20 @@ function index(ctx: _Context, w: Wire): void {
 
 const encoder = new TextEncoder();
 
+/** Reused for the strings drivers write (node-redis): framing only reads it, at once. */
+const scratch = new Uint8Array(4096);
+
 function bytesOf(chunk: unknown, encoding: unknown): Uint8Array | undefined {
   if (chunk instanceof Uint8Array) return chunk;
-  if (typeof chunk === "string") {
-    return encoding === undefined || typeof encoding === "function" || encoding === "utf8" ||
-        encoding === "utf-8" || encoding === "ascii" || encoding === "latin1"
-      ? encoder.encode(chunk)
-      : undefined;
+  if (typeof chunk !== "string") return undefined;
+  if (
+    encoding !== undefined && typeof encoding !== "function" && encoding !== "utf8" &&
+    encoding !== "utf-8"
+  ) {
+    return undefined;
   }
-  return undefined;
+  const { read, written } = encoder.encodeInto(chunk, scratch);
+  return read === chunk.length ? scratch.subarray(0, written) : encoder.encode(chunk);
 }
 
 /** A flow that can no longer send anything: a dead or killed greenlet. */
@@ -134,6 +146,7 @@ function makeConnect(original: net.Socket["connect"]): net.Socket["connect"] {
       const w = wireOf(this);
       if (w !== undefined) {
         w.requester = ctx;
+        claimsMade = true;
         index(ctx, w);
       }
     }
@@ -189,6 +202,11 @@ function record(w: Wire, chunk: unknown, encoding: unknown): void {
   for (let i = 0; i < n; i++) w.requests.push({ owner, command: tracker.lastCommand });
 }
 
+function forget(set: Set<Wire>, w: Wire, ctx: _Context): void {
+  set.delete(w);
+  if (w.indexed === ctx) w.indexed = undefined;
+}
+
 /** The flow credited with a request the driver writes in no flow, if any. */
 function claimant(w: Wire): _Context | undefined {
   const ctx = w.requester;
@@ -206,6 +224,7 @@ function moved(ctx: _Context, w: Wire): void {
   if (w.requester !== undefined && (w.requester !== ctx || w.answered > 0)) {
     w.requester = undefined;
   }
+  if (!claimsMade) return; // no connection was ever opened inside a greenlet
   const set = byFlow.get(ctx);
   if (set === undefined) return;
   for (const other of set) if (other !== w && other.requester === ctx) other.requester = undefined;
@@ -226,9 +245,17 @@ function makePush(original: Push): Push {
       w.requests.length = 0;
       return original.call(this, chunk, encoding);
     }
-    const done = n === 0 ? NONE : w.requests.splice(0, n);
+    const requests = w.requests;
+    let special = false; // a request of ours, or one cut off, among those answered
+    for (let i = 0; i < n; i++) {
+      const r = requests[i];
+      if (r.ours || r.cut !== undefined) special = true;
+    }
+    const next = requests[n];
+    const done = special ? requests.slice(0, n) : NONE;
+    if (n === requests.length) requests.length = 0;
+    else if (n > 0) requests.splice(0, n);
     w.answered += n;
-    const next = w.requests[0];
     let result = true;
     if (!done.some(edited) && (next === undefined || !edited(next))) {
       result = original.call(this, chunk, encoding);
@@ -294,19 +321,19 @@ function interrupt(ctx: _Context, exc: unknown): boolean {
   for (const w of set) {
     const sock = w.socket;
     if (sock.destroyed) {
-      set.delete(w);
+      forget(set, w, ctx);
       continue;
     }
     const head = w.requests.findIndex((r) => r.owner === ctx);
     const connecting = w.requester === ctx && sock.connecting;
     if (head < 0 && !connecting) {
-      if (w.requester !== ctx) set.delete(w);
+      if (w.requester !== ctx) forget(set, w, ctx);
       continue;
     }
     if (head === 0 && w.midReply && w.tracker?.protocol === "redis") continue; // nearly done
     cut = true;
     if (w.requester === ctx) w.requester = undefined;
-    set.delete(w);
+    forget(set, w, ctx);
     if (head < 0) {
       destroy(w, exc); // still connecting
       continue;
@@ -354,10 +381,18 @@ function tooLate(w: Wire, request: Request): void {
 
 function pgCancel(w: Wire): void {
   const key = w.tracker?.cancelKey;
-  const host = w.socket.remoteAddress;
-  const port = w.socket.remotePort;
+  const sock = w.socket;
+  const host = sock.remoteAddress;
+  const port = sock.remotePort;
   if (key === undefined || host === undefined || port === undefined) return;
-  sideConnection(host, port, (s) => s.end(_pgCancelRequest(key)));
+  // The server signals the backend twice (its process, then its group) before it closes the
+  // cancel connection; a signal that lands after the cancelled statement ended would cancel
+  // the next one. So the connection carries nothing more until that close.
+  sock.cork();
+  const side = sideConnection(host, port, (s) => s.end(_pgCancelRequest(key)));
+  side.once("close", () => {
+    if (!sock.destroyed) sock.uncork();
+  });
 }
 
 function destroy(w: Wire, exc: unknown): void {

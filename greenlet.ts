@@ -18,6 +18,7 @@ import {
   _Context,
   _current,
   _DELIVERED,
+  _FOREIGN,
   _list,
   _notErrorDefaults,
   _runIn,
@@ -480,10 +481,18 @@ export class Greenlet<T = unknown> extends _Context {
       : exception;
     (this._killCtl ??= new AbortController()).abort(exc);
     if (this._state === RUNNING) {
-      // In no blocking call, it awaits something outside the library: unless what was cut off
-      // fails soon (`_landed`), or nothing could be cut off, it is declared dead after a grace.
-      this._abandonTimer ??= setTimeout(abandonKilled, _ABANDON_GRACE, this, exc);
-      if (this._throw(exc) === _DELIVERED) this._landed();
+      // In no blocking call, it awaits something outside the library. If that was cut off
+      // (a driver's request), it dies once the driver fails the call (`_landed`), or is
+      // declared dead after a second; if nothing could be cut off, after 50 ms.
+      const armed = this._abandonTimer !== undefined;
+      if (!armed) this._abandonTimer = LANDING;
+      const how = this._throw(exc);
+      if (how === _DELIVERED || this._abandonTimer === undefined) {
+        this._landed();
+      } else if (!armed) {
+        const grace = how === _FOREIGN ? CUT_GRACE : _ABANDON_GRACE;
+        this._abandonTimer = setTimeout(abandonKilled, grace, this, exc);
+      }
       return;
     }
     if (this._startTimer !== undefined) {
@@ -645,8 +654,9 @@ export class Greenlet<T = unknown> extends _Context {
 
   /** @ignore The kill reached it: it is not given up on (see `_deliverKill`). */
   override _landed(): void {
-    if (this._abandonTimer === undefined) return;
-    clearTimeout(this._abandonTimer);
+    const timer = this._abandonTimer;
+    if (timer === undefined) return;
+    if (timer !== LANDING) clearTimeout(timer);
     this._abandonTimer = undefined;
   }
 
@@ -696,6 +706,12 @@ Greenlet.prototype._ident = undefined;
 Greenlet.prototype._name = undefined;
 Greenlet.prototype._killCtl = undefined;
 Greenlet.prototype._abandonTimer = undefined;
+
+/** Marks a kill being delivered, before its grace timer is known (see `_deliverKill`). */
+const LANDING = 0 as unknown as ReturnType<typeof setTimeout>;
+
+/** Milliseconds a killed greenlet whose driver request was cut off is given to die of it. */
+const CUT_GRACE = 1000;
 
 function abandonKilled(g: Greenlet<unknown>, exc: unknown): void {
   g._abandonTimer = undefined;
