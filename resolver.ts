@@ -15,6 +15,14 @@
  * {@linkcode ResolverOptions.timeout} (2000 ms) per try, {@linkcode ResolverOptions.tries}
  * (2) tries, rotating over the configured name servers.
  *
+ * Identical lookups in flight share one query: a thousand greenlets asking for one name
+ * that never answers hold one query slot, not a thousand, so other names stay fast.
+ *
+ * Limitation: `Deno.resolveDns` (2.9) reports a SERVFAIL or REFUSED answer exactly as it
+ * reports NXDOMAIN (the same `NotFound` error and message, after one query), so such a
+ * failure comes back as `EAI_NONAME` and is not retried, where a C resolver would say
+ * `EAI_AGAIN` and try the next name server.
+ *
  * @example A resolver for a private name server, installed as the hub's
  * ```ts
  * import { getHub } from "./hub.ts";
@@ -26,13 +34,23 @@
  * getHub().resolver = resolver; // socket.gethostbyname() now asks 127.0.0.1:5353
  * assert.equal(await resolver.gethostbyname("10.1.2.3"), "10.1.2.3"); // a literal: no query
  * getHub().resolver = saved;
+ * resolver.close();
  * ```
  *
  * @module
  */
 
 import { GaiError, SocketError } from "./_errors.ts";
-import { _badTimeout, _begin, _setResolverFactory, type _Waiter, getHub } from "./hub.ts";
+import { _clearTimer, _setTimer } from "./core.ts";
+import {
+  _badOptions,
+  _badTimeout,
+  _begin,
+  _render,
+  _setResolverFactory,
+  type _Waiter,
+  getHub,
+} from "./hub.ts";
 import { _deno } from "./_platform.ts";
 
 export { GaiError } from "./_errors.ts";
@@ -55,7 +73,10 @@ export interface ResolverCacheOptions {
 
 /** Options of {@linkcode Resolver}. */
 export interface ResolverOptions {
-  /** Name servers to ask, rotated over the tries; default: the system's configuration. */
+  /**
+   * Name servers to ask, rotated over the tries; default (or empty): the system's
+   * configuration. Each `ipAddr` must be an IPv4 or IPv6 address (not a name).
+   */
   nameservers?: NameServer[];
   /** Milliseconds to wait for an answer to one query (default 2000). */
   timeout?: number;
@@ -67,7 +88,8 @@ export interface ResolverOptions {
    * How many queries may be in flight at once (default 256); more lookups wait their turn,
    * in order, before their query is sent (the per-try timeout starts when it is sent). A
    * burst of UDP queries larger than the name server's receive buffer is otherwise partly
-   * dropped and only retried after a timeout.
+   * dropped and only retried after a timeout. Lookups of the same name and record type
+   * share one query, so they take one slot between them.
    */
   maxConcurrent?: number;
 }
@@ -177,15 +199,84 @@ interface CacheEntry {
 
 const TIMED_OUT = Symbol("timed out");
 
+function abortTimedOut(ctl: AbortController): void {
+  ctl.abort(TIMED_OUT);
+}
+
+/** One query on the wire and the lookups waiting for it. */
+interface Flight {
+  /** The query's outcome (after its tries). */
+  promise: Promise<string[]>;
+  /** Aborts the query. */
+  ctl: AbortController;
+  /** How many lookups wait for it. */
+  waiters: number;
+}
+
+/** Validates the `nameservers` option; returns a copy with every port filled in. */
+function checkNameservers(value: unknown): NameServer[] {
+  if (value === undefined) return [];
+  if (
+    value === null || typeof value !== "object" ||
+    typeof (value as Iterable<unknown>)[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(
+      `'nameservers' must be an array of { ipAddr, port } objects: current value is ${
+        _render(value)
+      }`,
+    );
+  }
+  const out: NameServer[] = [];
+  for (const ns of value as Iterable<unknown>) {
+    const at = `nameservers[${out.length}]`;
+    if (ns === null || typeof ns !== "object") {
+      throw new TypeError(
+        `'${at}' must be an object with an 'ipAddr': current value is ${_render(ns)}`,
+      );
+    }
+    const { ipAddr, port } = ns as { ipAddr?: unknown; port?: unknown };
+    if (typeof ipAddr !== "string") {
+      throw new TypeError(
+        `'${at}.ipAddr' must be an IP address string: current value is ${_render(ipAddr)}`,
+      );
+    }
+    // Deno parses it as a bare address: no host name, brackets or IPv6 zone.
+    if (!_isIPv4(ipAddr) && !(_isIPv6(ipAddr) && !ipAddr.includes("%"))) {
+      throw new RangeError(
+        `'${at}.ipAddr' must be an IPv4 or IPv6 address: current value is ${_render(ipAddr)}`,
+      );
+    }
+    if (
+      port !== undefined &&
+      (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+    ) {
+      const msg = `'${at}.port' must be an integer from 1 to 65535: current value is ${
+        _render(port)
+      }`;
+      throw typeof port === "number" ? new RangeError(msg) : new TypeError(msg);
+    }
+    out.push({ ipAddr, port: (port as number | undefined) ?? 53 });
+  }
+  return out;
+}
+
 /**
  * A cooperative DNS resolver: lookups are blocking calls that run concurrently and that
  * `kill()` and `Timeout` interrupt. The hub owns one (`getHub().resolver`), which the
  * `socket` functions use; create your own to use other name servers, timeouts or a cache.
  *
+ * Lookups of the same name and record type made while one is in flight wait for its query
+ * instead of sending their own (one query on the wire, many waiters). Each waiter is still
+ * its own blocking call: a kill or `Timeout` ends that waiter alone, and the shared query
+ * goes on until the last of its waiters has left; then it is aborted and its slot freed.
+ * Waiters of one query get the same answer (or the same error object).
+ *
  * Failures are {@linkcode GaiError}s: `EAI_NONAME` for a name that does not exist, has no
- * address of the wanted family (Deno does not tell the two apart) or is empty, `EAI_AGAIN`
- * when no name server answered within `tries` x `timeout`, `EAI_FAMILY` for an IP literal of
- * the other family, `EAI_FAIL` otherwise; `cause` is Deno's error. A missing `--allow-net` gives `Deno.errors.NotCapable` naming the flag.
+ * address of the wanted family or is empty, and also for a SERVFAIL or REFUSED answer
+ * (Deno reports all of these as one and the same `NotFound`, so they cannot be told apart
+ * or retried); `EAI_AGAIN` when no name server answered within `tries` x `timeout`,
+ * `EAI_FAMILY` for an IP literal of the other family, `EAI_FAIL` otherwise; `cause` is
+ * Deno's error. A missing `--allow-net` gives `Deno.errors.NotCapable` naming the flag.
  *
  * @example
  * ```ts
@@ -212,17 +303,23 @@ export class Resolver {
   #maxConcurrent: number;
   #inFlight = 0;
   #turns: (() => void)[] = [];
+  /** Queries on the wire, by record type and name, each shared by its waiters. */
+  #flights = new Map<string, Flight>();
 
   /**
-   * Creates a resolver.
+   * Creates a resolver. Every option is checked here, name servers included, so that a bad
+   * one fails at once rather than at the first lookup.
    *
-   * @param options `nameservers`, `timeout`, `tries`, `cache`.
-   * @throws {RangeError} For a bad `timeout`, `tries`, port or cache option.
-   * @throws {TypeError} For a name server without a string `ipAddr`.
+   * @param options `nameservers`, `timeout`, `tries`, `cache`, `maxConcurrent`.
+   * @throws {RangeError} For a bad `timeout`, `tries`, `maxConcurrent` or cache option, a
+   *   name server `ipAddr` that is not an IP address, or a port outside 1-65535.
+   * @throws {TypeError} For `nameservers` that is not an array of `{ ipAddr, port }`
+   *   objects, a non-string `ipAddr`, or a `cache` that is neither a boolean nor an object.
    */
   constructor(options: ResolverOptions = {}) {
-    const { nameservers = [], timeout = 2000, tries = 2, cache = false, maxConcurrent = 256 } =
-      options;
+    const badOptions = _badOptions(options);
+    if (badOptions !== undefined) throw badOptions;
+    const { nameservers, timeout = 2000, tries = 2, cache = false, maxConcurrent = 256 } = options;
     if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
       throw new RangeError(
         `'maxConcurrent' must be a positive integer: current value is ${maxConcurrent}`,
@@ -235,13 +332,14 @@ export class Resolver {
     if (!Number.isInteger(tries) || tries < 1) {
       throw new RangeError(`'tries' must be a positive integer: current value is ${tries}`);
     }
-    for (const ns of nameservers) {
-      _checkHost(ns?.ipAddr, "ipAddr");
-      if (ns.port !== undefined) _checkPort(ns.port);
-    }
-    this.nameservers = nameservers.map((ns) => ({ ipAddr: ns.ipAddr, port: ns.port ?? 53 }));
+    this.nameservers = checkNameservers(nameservers);
     this.timeout = timeout;
     this.tries = tries;
+    if (typeof cache !== "boolean" && (cache === null || typeof cache !== "object")) {
+      throw new TypeError(
+        `'cache' must be a boolean or { ttl, maxSize }: current value is ${_render(cache)}`,
+      );
+    }
     if (cache !== false) {
       const opts = cache === true ? {} : cache;
       if (opts.ttl !== undefined) {
@@ -494,8 +592,11 @@ export class Resolver {
    */
   close(): void {
     this.#closed = true;
-    for (const ctl of this.#active) ctl.abort(new SocketError("Resolver closed", "EBADF"));
+    const reason = new SocketError("Resolver closed", "EBADF");
+    for (const ctl of this.#active) ctl.abort(reason);
     this.#active.clear();
+    for (const flight of this.#flights.values()) flight.ctl.abort(reason);
+    this.#flights.clear();
     this.#cache?.clear();
   }
 
@@ -565,7 +666,7 @@ export class Resolver {
 
   /** The query of one family (inside a blocking call), its answer kept in the cache. */
   #lookup(host: string, family: AddressFamily, signal: AbortSignal): Promise<readonly string[]> {
-    const p = this.#run(host, family === 4 ? "A" : "AAAA", host, signal);
+    const p = this.#query(host, family === 4 ? "A" : "AAAA", host, signal);
     const cache = this.#cache;
     if (cache === undefined) return p;
     return p.then((value) => {
@@ -579,7 +680,62 @@ export class Resolver {
 
   /** One blocking lookup of the names of address `shown` (a PTR query for `name`). */
   #reverse(name: string, shown: string): Promise<string[]> {
-    return this.#blocking((signal) => this.#run(name, "PTR", shown, signal));
+    return this.#blocking((signal) => this.#query(name, "PTR", shown, signal));
+  }
+
+  /**
+   * Waits, until `signal` aborts, for the query of `name` and `type`: the one in flight if
+   * there is one, else a new one. The query is aborted when its last waiter leaves.
+   */
+  #query(
+    name: string,
+    type: "A" | "AAAA" | "PTR",
+    shown: string,
+    signal: AbortSignal,
+  ): Promise<string[]> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const key = `${type} ${name}`;
+    let flight = this.#flights.get(key);
+    if (flight === undefined) {
+      const ctl = new AbortController();
+      const f: Flight = { promise: this.#run(name, type, shown, ctl.signal), ctl, waiters: 0 };
+      const landed = (): void => {
+        if (this.#flights.get(key) === f) this.#flights.delete(key);
+      };
+      f.promise.then(landed, landed); // also keeps a query nobody waits for from going unhandled
+      this.#flights.set(key, f);
+      flight = f;
+    }
+    const f = flight;
+    f.waiters++;
+    return new Promise<string[]>((resolve, reject) => {
+      let gone = false;
+      /** Stops waiting; returns whether this was the last waiter. */
+      const leave = (): boolean => {
+        gone = true;
+        signal.removeEventListener("abort", onAbort);
+        return --f.waiters === 0;
+      };
+      const onAbort = (): void => {
+        if (gone) return;
+        if (leave()) {
+          // The last waiter left before the answer: nobody needs the query any more.
+          if (this.#flights.get(key) === f) this.#flights.delete(key);
+          f.ctl.abort(signal.reason);
+        }
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      f.promise.then((value) => {
+        if (gone) return;
+        leave();
+        resolve(value);
+      }, (error) => {
+        if (gone) return;
+        leave();
+        reject(error);
+      });
+    });
   }
 
   /**
@@ -642,7 +798,7 @@ export class Resolver {
       const ctl = new AbortController();
       const onOuter = (): void => ctl.abort(outer.reason);
       outer.addEventListener("abort", onOuter);
-      const timer = setTimeout(() => ctl.abort(TIMED_OUT), this.timeout);
+      const timer = _setTimer(abortTimedOut, this.timeout, ctl);
       try {
         const answers = await _deno.resolveDns(
           name,
@@ -680,7 +836,7 @@ export class Resolver {
           { cause: error },
         );
       } finally {
-        clearTimeout(timer);
+        _clearTimer(timer);
         outer.removeEventListener("abort", onOuter);
         const next = this.#turns.shift();
         if (next !== undefined) next();

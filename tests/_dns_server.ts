@@ -3,7 +3,9 @@
  * (port 0 by default) built on `node:dgram` (no `--unstable-net` needed) and `dns-packet`.
  *
  * Answers A, AAAA and PTR queries from a table; other names get NXDOMAIN. Latency, names
- * that get NXDOMAIN, silence (no answer at all) and a query counter are configurable.
+ * that get NXDOMAIN or another response code (SERVFAIL, REFUSED), silence (no answer at
+ * all), answers held back until the test releases them, and a query counter are
+ * configurable.
  * `close()` clears every pending reply timer and closes the socket, so test sanitizers
  * find nothing open.
  */
@@ -36,6 +38,10 @@ export interface DnsServerOptions {
   silent?: boolean;
   /** Names never answered. */
   silentNames?: string[];
+  /** Names answered with this response code (and no records), such as `"SERVFAIL"`. */
+  rcodes?: Record<string, ResponseCode>;
+  /** Names whose answers are held back until {@linkcode DnsServer.release}. */
+  heldNames?: string[];
   /** The port (default 0: any free port). */
   port?: number;
   /**
@@ -48,6 +54,25 @@ export interface DnsServerOptions {
    */
   recvBufferSize?: number;
 }
+
+/** A DNS response code: a name of RFC 1035's, or its number. */
+export type ResponseCode =
+  | "NOERROR"
+  | "FORMERR"
+  | "SERVFAIL"
+  | "NXDOMAIN"
+  | "NOTIMP"
+  | "REFUSED"
+  | number;
+
+const RCODES: Record<string, number> = {
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+};
 
 /** A running loopback DNS server. */
 export interface DnsServer {
@@ -63,6 +88,8 @@ export interface DnsServer {
   latency: number;
   /** Whether the server ignores every query. */
   silent: boolean;
+  /** Sends the answers held back for `name` (see `heldNames`); returns how many. */
+  release(name: string): number;
   /** Stops the server: pending answers are dropped and the socket is closed. */
   close(): Promise<void>;
   /** Same as `close()`. */
@@ -79,6 +106,12 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
   }
   const nxdomain = new Set((options.nxdomain ?? []).map((n) => n.toLowerCase()));
   const silentNames = new Set((options.silentNames ?? []).map((n) => n.toLowerCase()));
+  const rcodes = new Map<string, number>();
+  for (const [name, code] of Object.entries(options.rcodes ?? {})) {
+    rcodes.set(name.toLowerCase(), typeof code === "number" ? code : RCODES[code]);
+  }
+  const heldNames = new Set((options.heldNames ?? []).map((n) => n.toLowerCase()));
+  const held = new Map<string, (() => void)[]>();
   const recvBufferSize = options.recvBufferSize ?? 2048;
   const socket = recvBufferSize > 0
     ? dgram.createSocket({ type: "udp4", recvBufferSize })
@@ -105,9 +138,16 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     nextQuery(): Promise<string> {
       return new Promise((resolve) => waiting.push(resolve));
     },
+    release(name: string): number {
+      const sends = held.get(name.toLowerCase()) ?? [];
+      held.delete(name.toLowerCase());
+      for (const send of sends) send();
+      return sends.length;
+    },
     close(): Promise<void> {
       if (closed) return Promise.resolve();
       closed = true;
+      held.clear();
       for (const t of timers) clearTimeout(t);
       timers.clear();
       return new Promise((resolve) => socket.close(() => resolve()));
@@ -133,14 +173,15 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     waiting = [];
     for (const w of ws) w(name);
     if (server.silent || silentNames.has(name)) return;
-    const recs = nxdomain.has(name) ? undefined : lookup(name);
+    const rcode = rcodes.get(name);
+    const recs = nxdomain.has(name) || rcode !== undefined ? undefined : lookup(name);
     const type = question.type as "A" | "AAAA" | "PTR";
     const data = recs?.[type] ?? [];
     const reply = dnsPacket.encode({
       type: "response",
       id: query.id,
       flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
-        (recs === undefined ? NXDOMAIN : 0),
+        (rcode ?? (recs === undefined ? NXDOMAIN : 0)),
       questions: [question],
       answers: data.map((d) => ({
         type,
@@ -152,6 +193,12 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     const send = (): void => {
       if (!closed) socket.send(reply, rinfo.port, rinfo.address);
     };
+    if (heldNames.has(name)) {
+      let list = held.get(name);
+      if (list === undefined) held.set(name, list = []);
+      list.push(send);
+      return;
+    }
     const latency = options.latencyByType?.[type] ?? server.latency;
     if (latency <= 0) send();
     else {

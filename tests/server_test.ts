@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { GreenletExit, joinAll, spawn } from "../greenlet.ts";
-import { sleep } from "../hub.ts";
+import { Greenlet, GreenletExit, joinAll, spawn } from "../greenlet.ts";
+import { getHub, idle, sleep } from "../hub.ts";
 import { Event } from "../event.ts";
 import { Pool } from "../pool.ts";
 import { StreamServer } from "../server.ts";
@@ -224,4 +224,232 @@ Deno.test({
     await sock.sendall(enc.encode("secret"));
     assert.equal(dec.decode(await sock.recv()), "secret");
   },
+});
+
+/**
+ * A `Deno.Listener` on 127.0.0.1 that tells when it hands a connection to the server:
+ * `nextTaken()` resolves once the next connection has been accepted from the kernel.
+ */
+function watchedListener(
+  failFirst?: Error,
+): { listener: Deno.Listener; nextTaken(): Promise<void> } {
+  const inner = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let waiting: (() => void)[] = [];
+  let failure = failFirst;
+  const listener = {
+    get addr() {
+      return inner.addr;
+    },
+    async accept() {
+      if (failure !== undefined) {
+        const error = failure;
+        failure = undefined;
+        throw error;
+      }
+      const conn = await inner.accept();
+      const ws = waiting;
+      waiting = [];
+      for (const w of ws) w();
+      return conn;
+    },
+    close: () => inner.close(),
+  } as unknown as Deno.Listener;
+  return { listener, nextTaken: () => new Promise<void>((resolve) => waiting.push(resolve)) };
+}
+
+/** A handler that reads one message, records it, and sends it back. */
+function recorder(served: string[]) {
+  return async (sock: Socket): Promise<void> => {
+    const message = dec.decode(await sock.recv());
+    served.push(message);
+    await sock.sendall(enc.encode(message));
+  };
+}
+
+Deno.test("stopAccepting() pauses without closing the listener; a connection made meanwhile is handled after startAccepting()", async () => {
+  const { listener, nextTaken } = watchedListener();
+  const served: string[] = [];
+  await using server = new StreamServer(listener, recorder(served));
+  server.startAccepting(); // not started: nothing to resume
+  assert.equal(server.accepting, false);
+  server.start();
+  assert.equal(server.accepting, true);
+  assert.equal(await roundTrip(server.address, "before"), "before");
+
+  server.stopAccepting();
+  server.stopAccepting(); // harmless
+  assert.equal(server.accepting, false);
+  assert.equal(server.started, true);
+  const taken = nextTaken();
+  using paused = await createConnection(server.address); // the listener is still open
+  await paused.sendall(enc.encode("while paused"));
+  await taken; // the connection has reached the server process...
+  await idle(); // ...and every greenlet that could have been started has run
+  assert.deepEqual(served, ["before"], "a connection was handled while paused");
+  assert.equal(server.connectionCount, 0);
+
+  server.startAccepting();
+  assert.equal(server.accepting, true);
+  assert.equal(dec.decode(await paused.recv()), "while paused");
+  assert.deepEqual(served, ["before", "while paused"]);
+  assert.equal(await roundTrip(server.address, "after"), "after");
+});
+
+Deno.test("stopAccepting() while the spawn limit is reached; startAccepting() on a stopped server is EBADF", async () => {
+  const gate = new Event();
+  const inHandler = new Event();
+  const served: string[] = [];
+  const handle = recorder(served);
+  const server = new StreamServer(["127.0.0.1", 0], async (sock) => {
+    inHandler.set();
+    await gate.wait();
+    await handle(sock);
+  }, { spawn: 1 });
+  server.start();
+  const first = spawn(roundTrip, server.address, "first");
+  await inHandler.wait(); // the acceptor now waits for a free slot
+  server.stopAccepting();
+  gate.set();
+  await first.join();
+  assert.equal(first.value, "first");
+  server.startAccepting();
+  assert.equal(await roundTrip(server.address, "second"), "second");
+  assert.deepEqual(served, ["first", "second"]);
+  await server.stop();
+  assert.equal(server.accepting, false);
+  assert.throws(() => server.startAccepting(), (e: SocketError) => e.code === "EBADF");
+  server.stopAccepting(); // harmless
+});
+
+Deno.test("backlog and tls only apply to an address: with a listening socket they are TypeErrors", async () => {
+  using listening = listen(["127.0.0.1", 0]);
+  assert.throws(() => new StreamServer(listening, echo, { backlog: 5 }), {
+    name: "TypeError",
+    message: "'backlog' must be undefined when 'listener' is a listening socket (it only " +
+      "applies when the server binds an address): current value is 5",
+  });
+  assert.throws(
+    () => new StreamServer(listening, echo, { tls: { cert: "c", key: "k" } }),
+    (e: Error) => e instanceof TypeError && e.message.startsWith("'tls' must be undefined"),
+  );
+  const raw = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    assert.throws(() => new StreamServer(raw, echo, { backlog: 5 }), TypeError);
+  } finally {
+    raw.close(); // not taken over by a server that failed to construct
+  }
+  assert.throws(() => new StreamServer(["127.0.0.1", 0], echo, { backlog: 0 }), {
+    name: "RangeError",
+    message: "'backlog' must be a positive integer: current value is 0",
+  });
+  await using server = new StreamServer(["127.0.0.1", 0], echo, { backlog: 5 });
+  server.start();
+  assert.equal(await roundTrip(server.address, "backlog"), "backlog");
+});
+
+type Fn = (s: Socket, a: [string, number]) => Promise<unknown>;
+
+Deno.test("a handler that cannot be started is reported, its connection closed, and the server pauses briefly and goes on", async (t) => {
+  const cases: [string, (fn: Fn, s: Socket, a: [string, number]) => unknown, RegExp][] = [
+    ["a spawner that throws", () => {
+      throw new RangeError("spawner broke");
+    }, /RangeError: spawner broke/],
+    ["a spawner that rejects", () => Promise.reject(new RangeError("no room")), /no room/],
+    [
+      "a spawner that returns something that is not a greenlet",
+      () => "nope",
+      /'spawn' must return a Greenlet or a promise of one: current value is "nope"/,
+    ],
+  ];
+  for (const [name, failing, pattern] of cases) {
+    await t.step(name, async () => {
+      let calls = 0;
+      const spawner = {
+        spawn: (fn: Fn, s: Socket, a: [string, number]) =>
+          ++calls === 1 ? failing(fn, s, a) as Greenlet<unknown> : spawn(fn, s, a),
+      };
+      await using server = new StreamServer(["127.0.0.1", 0], echo, { spawn: spawner });
+      server.start();
+      const pausedWhenReported: boolean[] = [];
+      const hub = getHub();
+      const saved = hub.exceptionStream;
+      let report = "";
+      hub.exceptionStream = {
+        write: (text: string) => {
+          report += text;
+          pausedWhenReported.push(server.accepting === false);
+        },
+      };
+      try {
+        using first = await createConnection(server.address);
+        assert.equal((await first.recv()).length, 0, "the connection was not closed");
+      } finally {
+        hub.exceptionStream = saved;
+      }
+      assert.match(report, pattern);
+      assert.match(
+        report,
+        /<StreamServer 127\.0\.0\.1:\d+> \(starting the handler for 127\.0\.0\.1:\d+\) failed with/,
+      );
+      assert.deepEqual(pausedWhenReported, [true]);
+      assert.equal(server.started, true);
+      // It resumes by itself (no startAccepting()) and serves the next connection.
+      assert.equal(await roundTrip(server.address, "still here"), "still here");
+      assert.equal(server.accepting, true);
+    });
+  }
+  await t.step("a full pool that rejects with PoolFull", async () => {
+    const pool = new Pool(1);
+    const gate = new Event();
+    const inHandler = new Event();
+    const spawner = {
+      spawn: async (fn: Fn, s: Socket, a: [string, number]) => {
+        const g = new Greenlet(fn, s, a);
+        await pool.start(g, { blocking: false });
+        return g;
+      },
+    };
+    await using server = new StreamServer(["127.0.0.1", 0], async (sock) => {
+      inHandler.set();
+      await gate.wait();
+      await echo(sock);
+    }, { spawn: spawner });
+    server.start();
+    const held = spawn(roundTrip, server.address, "held");
+    await inHandler.wait(); // the pool is full
+    const report = await captureReports(async () => {
+      using second = await createConnection(server.address);
+      assert.equal((await second.recv()).length, 0, "the connection was not closed");
+    });
+    assert.match(report, /PoolFull: The pool is full/);
+    assert.match(report, /starting the handler for 127\.0\.0\.1:\d+\) failed with PoolFull/);
+    gate.set();
+    await held.join();
+    assert.equal(held.value, "held");
+    await pool.join();
+    assert.equal(await roundTrip(server.address, "third"), "third");
+  });
+});
+
+Deno.test("a failing accept() (EMFILE and the like) is reported; the server pauses briefly and goes on", async () => {
+  const emfile = Object.assign(new Error("Too many open files"), { code: "EMFILE" });
+  const { listener } = watchedListener(emfile);
+  await using server = new StreamServer(listener, echo);
+  const pausedWhenReported: boolean[] = [];
+  const report = await captureReports(async () => {
+    const hub = getHub();
+    const capture = hub.exceptionStream!;
+    hub.exceptionStream = {
+      write: (text: string) => {
+        pausedWhenReported.push(server.accepting === false);
+        capture.write(text);
+      },
+    };
+    server.start();
+    assert.equal(await roundTrip(server.address, "served"), "served");
+  });
+  assert.match(report, /accept: Too many open files/);
+  assert.match(report, /<StreamServer 127\.0\.0\.1:\d+> failed with SocketError/);
+  assert.deepEqual(pausedWhenReported, [true]);
+  assert.equal(server.accepting, true);
 });
