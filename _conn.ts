@@ -16,7 +16,7 @@
  * @module
  */
 
-import { _blocking, _cooperative, type _Patch } from "./_platform.ts";
+import { _blocking, _cooperative, _denoNamespace, type _Patch } from "./_platform.ts";
 import { _patches as netPatches } from "./_net.ts";
 
 type AnyConn = Deno.Conn & { handshake?: () => Promise<Deno.TlsHandshakeInfo> };
@@ -217,10 +217,10 @@ function makeListenTls(original: typeof Deno.listenTls): typeof Deno.listenTls {
 
 /** @ignore The globals `socket.ts` implements, for `monkey.patchSocket()`. */
 export const _patches: readonly _Patch[] = [
-  { area: "socket", target: Deno, name: "connect", make: makeConnect },
-  { area: "socket", target: Deno, name: "connectTls", make: makeConnectTls },
-  { area: "socket", target: Deno, name: "listen", make: makeListen },
-  { area: "socket", target: Deno, name: "listenTls", make: makeListenTls },
-  { area: "socket", target: Deno, name: "startTls", make: makeStartTls },
+  { area: "socket", target: _denoNamespace, name: "connect", make: makeConnect },
+  { area: "socket", target: _denoNamespace, name: "connectTls", make: makeConnectTls },
+  { area: "socket", target: _denoNamespace, name: "listen", make: makeListen },
+  { area: "socket", target: _denoNamespace, name: "listenTls", make: makeListenTls },
+  { area: "socket", target: _denoNamespace, name: "startTls", make: makeStartTls },
   ...netPatches,
 ];

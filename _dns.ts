@@ -10,7 +10,7 @@
  * @module
  */
 
-import { _blocking, _combine, _cooperative, type _Patch } from "./_platform.ts";
+import { _blocking, _combine, _cooperative, _denoNamespace, type _Patch } from "./_platform.ts";
 import { getHub } from "./hub.ts";
 import dns from "node:dns";
 
@@ -120,6 +120,6 @@ function makeLookup(original: typeof dns.lookup): typeof dns.lookup {
 
 /** @ignore The globals `resolver.ts` implements, for `monkey.patchDns()`. */
 export const _patches: readonly _Patch[] = [
-  { area: "dns", target: Deno, name: "resolveDns", make: makeResolveDns },
+  { area: "dns", target: _denoNamespace, name: "resolveDns", make: makeResolveDns },
   { area: "dns", target: dns, name: "lookup", make: makeLookup },
 ];

@@ -81,7 +81,10 @@ class Wire {
   midReply = false;
   /** The flow this wire was last listed under in `byFlow` (saves a lookup per write). */
   indexed: _Context | undefined = undefined;
-  constructor(readonly socket: net.Socket) {}
+  readonly socket: net.Socket;
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+  }
 }
 
 /** Whether any socket was ever connected inside a greenlet (then `requester` claims exist). */

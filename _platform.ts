@@ -10,26 +10,45 @@
  */
 
 import { _begin, _current, _inHub, _root, type _Waiter } from "./hub.ts";
+import { _needsDeno } from "./_runtime.ts";
+
+type DenoApi = typeof Deno;
+
+/** A stand-in for a Deno function on another runtime: using it says what is missing. */
+function missing(name: string): never {
+  return function (): never {
+    _needsDeno(`Deno.${name} (used by @x/gevent's networking modules)`);
+  } as never;
+}
+
+// deno-lint-ignore no-explicit-any
+const D: DenoApi | undefined = (globalThis as any).Deno;
+
+/**
+ * @ignore The `Deno` namespace, or on another runtime an empty object: the target of the
+ * monkey patches (which refuse to run there).
+ */
+export const _denoNamespace: object = D ?? {};
 
 /** @ignore The platform functions the library itself uses, saved before any patching. */
 export const _deno: {
-  connect: typeof Deno.connect;
-  connectTls: typeof Deno.connectTls;
-  listen: typeof Deno.listen;
-  listenTls: typeof Deno.listenTls;
-  startTls: typeof Deno.startTls;
-  resolveDns: typeof Deno.resolveDns;
+  connect: DenoApi["connect"];
+  connectTls: DenoApi["connectTls"];
+  listen: DenoApi["listen"];
+  listenTls: DenoApi["listenTls"];
+  startTls: DenoApi["startTls"];
+  resolveDns: DenoApi["resolveDns"];
   fetch: typeof globalThis.fetch;
-  Command: typeof Deno.Command;
+  Command: DenoApi["Command"];
 } = {
-  connect: Deno.connect,
-  connectTls: Deno.connectTls,
-  listen: Deno.listen,
-  listenTls: Deno.listenTls,
-  startTls: Deno.startTls,
-  resolveDns: Deno.resolveDns,
+  connect: D?.connect ?? missing("connect"),
+  connectTls: D?.connectTls ?? missing("connectTls"),
+  listen: D?.listen ?? missing("listen"),
+  listenTls: D?.listenTls ?? missing("listenTls"),
+  startTls: D?.startTls ?? missing("startTls"),
+  resolveDns: D?.resolveDns ?? missing("resolveDns"),
   fetch: globalThis.fetch,
-  Command: Deno.Command,
+  Command: D?.Command ?? missing("Command"),
 };
 
 /** @ignore The areas of `monkey.ts`: one `patchXxx()` function each. */

@@ -12,7 +12,7 @@
  */
 
 import { _begin } from "./hub.ts";
-import { _cooperative, type _Patch, type _PatchOptions } from "./_platform.ts";
+import { _cooperative, _denoNamespace, type _Patch, type _PatchOptions } from "./_platform.ts";
 import { currentSignal } from "./greenlet.ts";
 
 function noop(): void {}
@@ -120,5 +120,5 @@ function makeCommand(original: typeof Deno.Command, options: _PatchOptions): typ
 
 /** @ignore The global this module implements, for `monkey.patchSubprocess()`. */
 export const _patches: readonly _Patch[] = [
-  { area: "subprocess", target: Deno, name: "Command", make: makeCommand },
+  { area: "subprocess", target: _denoNamespace, name: "Command", make: makeCommand },
 ];

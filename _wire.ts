@@ -89,10 +89,15 @@ class PgFrames {
   /** Payload of the message being read, when `keep` asked for it. */
   #body: Uint8Array | undefined = undefined;
   #bodyLen = 0;
+  readonly onMessage: (type: number, body: Uint8Array | undefined, end: number) => void;
+  readonly keep: (type: number) => boolean;
   constructor(
-    private readonly onMessage: (type: number, body: Uint8Array | undefined, end: number) => void,
-    private readonly keep: (type: number) => boolean,
-  ) {}
+    onMessage: (type: number, body: Uint8Array | undefined, end: number) => void,
+    keep: (type: number) => boolean,
+  ) {
+    this.onMessage = onMessage;
+    this.keep = keep;
+  }
 
   push(data: Uint8Array, from = 0): void {
     let i = from;
@@ -210,7 +215,10 @@ class RespScanner {
   #name = "";
   lastName = "";
 
-  constructor(private readonly captureNames: boolean) {}
+  readonly captureNames: boolean;
+  constructor(captureNames: boolean) {
+    this.captureNames = captureNames;
+  }
 
   /** Where each value the last `push` completed ends, in its bytes. */
   ends: number[] = [];

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { _refTimer, _unrefTimer } from "./_runtime.ts";
+
 /** How long, in milliseconds, the run queue may keep the thread before yielding to timers and I/O. */
 export const SLICE_MS = 4;
 
@@ -133,8 +135,8 @@ export class TimerWatcher {
       if (value) handle.ref();
       else handle.unref();
     } else if (handle !== undefined) {
-      if (value) Deno.refTimer(handle);
-      else Deno.unrefTimer(handle);
+      if (value) _refTimer(handle);
+      else _unrefTimer(handle);
     }
   }
 
@@ -156,7 +158,7 @@ export class TimerWatcher {
       : _setTimer(this.#fire, this.#after, undefined);
     if (!this.#ref) {
       if (handle instanceof _LongTimer) handle.unref();
-      else Deno.unrefTimer(handle);
+      else _unrefTimer(handle);
     }
   }
 
@@ -434,7 +436,7 @@ export class _LongTimer {
     } else {
       this.#handle = setTimeout(this.#fire, this.#left, this.#arg);
     }
-    if (!this.#ref) Deno.unrefTimer(this.#handle);
+    if (!this.#ref) _unrefTimer(this.#handle);
   };
 
   /** Stops the chain. */
@@ -445,13 +447,13 @@ export class _LongTimer {
   /** Lets the chain not keep the process alive. */
   unref(): void {
     this.#ref = false;
-    Deno.unrefTimer(this.#handle);
+    _unrefTimer(this.#handle);
   }
 
   /** Lets the chain keep the process alive (the default). */
   ref(): void {
     this.#ref = true;
-    Deno.refTimer(this.#handle);
+    _refTimer(this.#handle);
   }
 }
 

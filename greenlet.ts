@@ -27,6 +27,7 @@ import {
   type Hub,
 } from "./hub.ts";
 import { _ABANDON_GRACE, Timeout } from "./timeout.ts";
+import { _inspect } from "./_runtime.ts";
 
 /**
  * The default exception of {@linkcode Greenlet.kill}. A greenlet that ends with it counts as
@@ -84,7 +85,7 @@ let nextIdent = 0;
 const NO_ARGS: unknown[] = [];
 
 function renderArg(arg: unknown): string {
-  const text = Deno.inspect(arg, { depth: 1, colors: false, breakLength: Infinity });
+  const text = typeof arg === "string" ? JSON.stringify(arg) : _inspect(arg, 1);
   return text.length > 50 ? `${text.slice(0, 47)}...` : text;
 }
 

@@ -13,6 +13,7 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { _checkMs, _clearTimer, _setTimer, type _Timer, Loop } from "./core.ts";
+import { _inspect, _onLoopDrained, _writeStderr } from "./_runtime.ts";
 
 /**
  * Raised when a blocking call is made "in the hub": synchronously inside a `rawlink`
@@ -403,14 +404,7 @@ export interface ExceptionStream {
   write(text: string): unknown;
 }
 
-const encoder = new TextEncoder();
-
-const stderrStream: ExceptionStream = {
-  write(text: string): void {
-    let bytes = encoder.encode(text);
-    while (bytes.length > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
-  },
-};
+const stderrStream: ExceptionStream = { write: _writeStderr };
 
 /** An error class, as used in {@linkcode Hub.notError}. */
 // deno-lint-ignore no-explicit-any
@@ -504,7 +498,7 @@ export class Hub {
   constructor() {
     this.loop = new Loop();
     this.loop.onError = (context, error) => this._report(context, error);
-    globalThis.addEventListener?.("beforeunload", this.#onLoopDrained);
+    _onLoopDrained(this.#onLoopDrained);
   }
 
   /**
@@ -558,7 +552,7 @@ export class Hub {
       text = error.stack ?? `${error.name}: ${error.message}`;
       name = error.name;
     } else {
-      text = `Uncaught ${Deno.inspect(error)}`;
+      text = `Uncaught ${_inspect(error)}`;
       name = error === null ? "null" : (error as object)?.constructor?.name ?? typeof error;
     }
     stream.write(`${text}\n${new Date().toISOString()} ${String(context)} failed with ${name}\n`);
@@ -573,12 +567,13 @@ export class Hub {
     }
   }
 
-  #onLoopDrained = (event: Event): void => {
-    if (forever._next === forever) return;
+  /** The loop ran dry: waits nothing can ever wake get `LoopExit` (and the process goes on). */
+  #onLoopDrained = (): boolean => {
+    if (forever._next === forever) return false;
     const stuck: _Waiter<unknown>[] = [];
     for (let w = forever._next!; w !== forever; w = w._next!) stuck.push(w);
     for (const w of stuck) w._fail(new LoopExit());
-    event.preventDefault();
+    return true;
   };
 }
 

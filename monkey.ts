@@ -66,6 +66,7 @@
  */
 
 import type { _Area, _Patch, _PatchOptions } from "./_platform.ts";
+import { _isDeno, _needsDeno } from "./_runtime.ts";
 import { _patches as dnsPatches } from "./resolver.ts";
 import { _patches as socketPatches } from "./socket.ts";
 import { _patches as fetchPatches } from "./_fetch.ts";
@@ -165,6 +166,7 @@ function checkGrace(options: unknown): number {
 }
 
 function patchArea(area: _Area, options: _PatchOptions, key: string): void {
+  if (!_isDeno) _needsDeno(`monkey.patch${area[0].toUpperCase()}${area.slice(1)}()`);
   const before = areaOptions.get(area);
   if (before !== undefined) {
     if (before !== key) warnOnce(`the ${area} area`);
