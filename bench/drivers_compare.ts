@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-run --allow-env --allow-sys --allow-net=127.0.0.1 \
- *   bench/drivers_compare.ts [--rounds=7] [--ops=2000] [--reps=15] [--drivers=pg,postgres,ioredis,redis]
+ *   bench/drivers_compare.ts [--rounds=15] [--ops=2000] [--reps=15] [--drivers=pg,redis]
  * ```
  *
  * (also `deno task bench:drivers`). Two tables:
@@ -17,7 +17,11 @@
  *    made and warmed up (its connection opened) at top level in the mode of the batch, because
  *    a socket written to while patched stays tracked. The table shows the median batch (and
  *    the fastest and slowest), the ratio patched / unpatched of the medians (target: at most
- *    1.05) and the same ratio in CPU time of this process (the servers' CPU is not counted).
+ *    1.05), the median of the rounds' own ratios ("paired": the two batches of a round run
+ *    back to back, so a burst of load from other processes hits both) and the ratio of the
+ *    medians in CPU time of this process (the servers' CPU is not counted). On a busy 2-core
+ *    machine a batch varies by 10-30% from one round to the next: compare the ratios of a few
+ *    runs, or raise `--rounds`.
  * 2. What a kill or a timeout takes, patched, on one client shared by all greenlets, made at
  *    top level: a greenlet in a slow call (`select pg_sleep(10)`, `BLPOP k 10`) is killed
  *    once the server works on it (`--reps` times): the time until `kill()` resolves (the
@@ -32,6 +36,15 @@
  * start `psql` / `redis-cli` for every call, tens of milliseconds each; they only check, at
  * the end of each driver, that nothing was left running.) The time taken is when the reply
  * saying 0 arrived: it is late by up to one poll interval and one round trip.
+ *
+ * Two things seen on a loaded 2-core machine, counted under the tables rather than measured:
+ * PostgreSQL 15 (the version installed here) signals a cancelled backend twice (`signal_child`:
+ * its pid, then its process group), and a cancel can thus also end the next statement on that
+ * connection (seen: 60 statements ended by 58 cancel requests), so a slow call may fail before
+ * its kill or deadline; it is tried again (at most 2 x `--reps` tries). And a cancel that
+ * takes more than the patch's grace (30 ms) makes it destroy the connection instead, after
+ * which postgres.js 3.4.9 never settles `sql.end()` (porsager/postgres#1097): it is closed
+ * with `sql.end({ timeout: 1 })`, and every close is bounded.
  *
  * @module
  */
@@ -51,7 +64,7 @@ function option(name: string, fallback: number): number {
   return arg === undefined ? fallback : Number(arg.slice(name.length + 3));
 }
 
-const ROUNDS = option("rounds", 7);
+const ROUNDS = option("rounds", 15);
 const OPS = option("ops", 2000);
 const REPS = option("reps", 15);
 /** `--drivers=pg,redis`: only these (default: all four). */
@@ -142,7 +155,9 @@ const allDrivers: Driver[] = [
       return {
         op: () => sql`SELECT 1`,
         slow: () => sql.unsafe(`select pg_sleep(${SLOW})`),
-        close: () => sql.end(),
+        // A bound: postgres.js 3.4.9's end() never settles once a connection was lost
+        // mid-query (porsager/postgres#1097), as when a kill's cancel is late (see above).
+        close: () => sql.end({ timeout: 1 }),
       };
     },
   },
@@ -189,8 +204,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length
 const min = (xs: number[]): number => Math.min(...xs);
 const max = (xs: number[]): number => Math.max(...xs);
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** Anything that did not go as it should; printed under the tables. */
-const anomalies: string[] = [];
+/** Anything that did not go as it should, and how many times; printed under the tables. */
+const anomalies = new Map<string, number>();
 
 // ---------------------------------------------------------------------------------------------
 // 1. Overhead
@@ -217,7 +232,7 @@ async function batch(d: Driver, patched: boolean): Promise<Sample> {
       });
       return await g.get() as Sample;
     } finally {
-      await client.close();
+      await closeClient(d, client);
     }
   } finally {
     if (patched) unpatchAll();
@@ -249,27 +264,51 @@ async function overhead(d: Driver): Promise<OverheadRow> {
 
 /**
  * Polls `busy` every `POLL` ms from now on; resolves with the time at which it answered 0
- * after having been busy (`wasBusy`: it already is). NaN if that has not happened by `limit`.
+ * after having been busy (`wasBusy`: it already is). NaN if that has not happened by `limit`
+ * or `stop.now` was set.
  */
-async function freedAt(d: Driver, wasBusy: boolean, limit: number): Promise<number> {
+async function freedAt(
+  d: Driver,
+  wasBusy: boolean,
+  limit: number,
+  stop = { now: false },
+): Promise<number> {
   const deadline = performance.now() + limit;
   let seen = wasBusy;
-  while (true) {
+  while (!stop.now) {
     const n = await d.busy();
     const t = performance.now();
     if (n > 0) seen = true;
     else if (seen) return t;
-    if (t > deadline) return NaN;
+    if (t > deadline) break;
     await pause(POLL);
   }
+  return NaN;
 }
 
-async function untilBusy(d: Driver): Promise<void> {
+/** Waits until the server works on a slow call; false if `g` ended first. */
+async function untilBusy(d: Driver, g: Greenlet<unknown>): Promise<boolean> {
   const deadline = performance.now() + PROMPT;
   while (await d.busy() === 0) {
+    if (g.dead) return false;
     if (performance.now() > deadline) throw new Error(`${d.name}: the slow call never started`);
     await pause(POLL);
   }
+  return true;
+}
+
+/** Counts `what` for `d` in the anomalies. */
+function anomaly(d: Driver, what: string): void {
+  anomalies.set(`${d.name}: ${what}`, (anomalies.get(`${d.name}: ${what}`) ?? 0) + 1);
+}
+
+/** `close()`, bounded: a driver that never finishes closing is an anomaly, not a hang. */
+async function closeClient(d: Driver, client: Client): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((r) => timer = setTimeout(r, PROMPT, "late"));
+  const closed = client.close().then(() => "closed" as const);
+  if (await Promise.race([closed, late]) === "late") anomaly(d, "close() did not settle");
+  clearTimeout(timer);
 }
 
 interface KillRow {
@@ -282,52 +321,73 @@ interface KillRow {
 
 async function killAndTimeout(d: Driver): Promise<KillRow> {
   const row: KillRow = { d, killDead: [], killFree: [], timeoutValue: [], timeoutFree: [] };
+  // A slow call that fails on its own (see the module doc) is counted and tried again.
+  const maxTries = 2 * REPS;
   patchAll();
   try {
     const client = await d.open(); // at top level, shared by every greenlet below
     try {
-      for (let i = 0; i < REPS; i++) {
+      for (let tries = 0; row.killDead.length < REPS && tries < maxTries; tries++) {
         let after = false;
+        let killed = false;
+        let failure: unknown;
         const g = spawn(async () => {
-          await client.slow();
-          after = true;
+          try {
+            await client.slow();
+            after = true;
+          } catch (error) {
+            if (killed) throw error;
+            failure = error;
+          }
         });
-        await untilBusy(d);
+        if (!await untilBusy(d, g)) {
+          anomaly(d, `kill: the slow call failed before the kill: ${String(failure ?? g.value)}`);
+          continue;
+        }
         const t0 = performance.now();
         const freed = freedAt(d, true, PROMPT);
+        killed = true;
         await g.kill();
-        row.killDead.push(performance.now() - t0);
-        row.killFree.push(await freed - t0);
-        if (after || !(g.value instanceof GreenletExit)) {
-          anomalies.push(`${d.name}: kill ${i}: ended with ${String(g.exception ?? g.value)}`);
+        const dead = performance.now() - t0;
+        const free = await freed - t0;
+        if (failure !== undefined || after || !(g.value instanceof GreenletExit)) {
+          anomaly(d, `kill: ended with ${String(failure ?? g.exception ?? g.value)}`);
+          continue;
         }
+        row.killDead.push(dead);
+        row.killFree.push(free);
       }
-      for (let i = 0; i < REPS; i++) {
+      for (let tries = 0; row.timeoutValue.length < REPS && tries < maxTries; tries++) {
+        const stop = { now: false };
         const t0 = performance.now();
-        const freed = freedAt(d, false, DEADLINE + PROMPT);
+        const freed = freedAt(d, false, DEADLINE + PROMPT, stop);
         const value = await spawn(() =>
-          withTimeout(DEADLINE, () => client.slow(), { timeoutValue: TIMED_OUT })
+          withTimeout(DEADLINE, () => client.slow(), { timeoutValue: TIMED_OUT }).catch((e) => e)
         ).get();
-        row.timeoutValue.push(performance.now() - t0);
-        row.timeoutFree.push(await freed - t0);
+        const took = performance.now() - t0;
         if (value !== TIMED_OUT) {
-          anomalies.push(`${d.name}: withTimeout ${i}: returned ${String(value)}`);
+          stop.now = true;
+          await freed;
+          anomaly(d, `withTimeout: returned ${String(value)} after ${took.toFixed(0)} ms`);
+          continue;
         }
+        row.timeoutValue.push(took);
+        row.timeoutFree.push(await freed - t0);
       }
       // The shared client still works.
       await spawn(() => client.op()).get();
     } finally {
-      await client.close();
+      await closeClient(d, client);
     }
   } finally {
     unpatchAll();
   }
   const left = await d.busyChecked();
-  if (left !== 0) anomalies.push(`${d.name}: the fixture sees ${left} slow call(s) still running`);
+  if (left !== 0) anomaly(d, `the fixture sees ${left} slow call(s) still running at the end`);
   for (const [what, xs] of Object.entries(row)) {
-    if (Array.isArray(xs) && xs.some(Number.isNaN)) {
-      anomalies.push(`${d.name}: ${what}: the server was not seen free within ${PROMPT} ms`);
-    }
+    if (!Array.isArray(xs)) continue;
+    if (xs.length < REPS) anomaly(d, `${what}: ${xs.length} of ${REPS} measured`);
+    if (xs.some(Number.isNaN)) anomaly(d, `${what}: the server was not seen free in time`);
   }
   return row;
 }
@@ -351,14 +411,16 @@ try {
   console.log(
     `\n### Overhead: ${OPS} sequential calls in one greenlet, ms per batch, median (min-max)\n`,
   );
-  console.log("| driver | call | unpatched | patched | ratio | CPU ratio |");
-  console.log("|---|---|---:|---:|---:|---:|");
+  console.log("| driver | call | unpatched | patched | ratio | paired | CPU ratio |");
+  console.log("|---|---|---:|---:|---:|---:|---:|");
   for (const { d, off, on } of overheadRows) {
     const wall = median(on.map((s) => s.wall)) / median(off.map((s) => s.wall));
+    const paired = median(on.map((s, r) => s.wall / off[r].wall));
     const cpu = median(on.map((s) => s.cpu)) / median(off.map((s) => s.cpu));
     console.log(
       `| ${d.name} | ${d.opText} | ${spread(off.map((s) => s.wall))} | ` +
-        `${spread(on.map((s) => s.wall))} | ${wall.toFixed(3)} | ${cpu.toFixed(3)} |`,
+        `${spread(on.map((s) => s.wall))} | ${wall.toFixed(3)} | ${paired.toFixed(3)} | ` +
+        `${cpu.toFixed(3)} |`,
     );
   }
   const cell = (xs: number[]): string => `${fmt(median(xs), 1)} (${fmt(max(xs), 1)})`;
@@ -376,7 +438,11 @@ try {
         `${cell(r.timeoutValue)} | ${cell(r.timeoutFree)} |`,
     );
   }
-  console.log(anomalies.length === 0 ? "\nNo anomalies." : `\nAnomalies:\n${anomalies.join("\n")}`);
+  console.log(
+    anomalies.size === 0
+      ? "\nNo anomalies."
+      : `\nAnomalies:\n${[...anomalies].map(([what, n]) => `- ${what} (x${n})`).join("\n")}`,
+  );
 } finally {
   await pgMonitor.end();
   await redisMonitor.quit();
