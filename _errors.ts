@@ -19,7 +19,7 @@ export interface SocketErrorOptions {
  *
  * @example Catching a refused connection
  * ```ts
- * import { createConnection, listen, SocketError } from "./socket.ts";
+ * import { createConnection, listen, SocketError } from "@x/gevent/socket";
  * import assert from "node:assert/strict";
  *
  * const server = listen(["127.0.0.1", 0]);
@@ -56,7 +56,7 @@ export class SocketError extends Error {
  *
  * @example
  * ```ts
- * import { GaiError, gethostbyname } from "./socket.ts";
+ * import { GaiError, gethostbyname } from "@x/gevent/socket";
  * import assert from "node:assert/strict";
  *
  * const err = await gethostbyname("").catch((e) => e);
@@ -85,7 +85,7 @@ export class GaiError extends SocketError {
  *
  * @example
  * ```ts
- * import { createConnection, listen, SocketTimeout } from "./socket.ts";
+ * import { createConnection, listen, SocketTimeout } from "@x/gevent/socket";
  * import assert from "node:assert/strict";
  *
  * using server = listen(["127.0.0.1", 0]);

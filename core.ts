@@ -22,7 +22,7 @@ type Entry = (arg: unknown) => void;
  *
  * @example Stopping a callback before it runs
  * ```ts
- * import { Loop } from "./core.ts";
+ * import { Loop } from "@x/gevent/core";
  * import assert from "node:assert/strict";
  *
  * const loop = new Loop();
@@ -85,7 +85,7 @@ export interface TimerOptions {
  *
  * @example A one-shot timer
  * ```ts
- * import { Loop } from "./core.ts";
+ * import { Loop } from "@x/gevent/core";
  * import assert from "node:assert/strict";
  *
  * const loop = new Loop();
@@ -192,7 +192,7 @@ export class TimerWatcher {
  *
  * @example Callbacks run in order, after the current code yields
  * ```ts
- * import { Loop } from "./core.ts";
+ * import { Loop } from "@x/gevent/core";
  * import assert from "node:assert/strict";
  *
  * const loop = new Loop();

@@ -150,8 +150,8 @@ export abstract class _Notifier {
  *
  * @example Ping-pong between two greenlets
  * ```ts
- * import { Event } from "./event.ts";
- * import { joinAll, spawn } from "./greenlet.ts";
+ * import { Event } from "@x/gevent/event";
+ * import { joinAll, spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const ping = new Event();
@@ -218,8 +218,8 @@ const ERROR = 2;
  *
  * @example
  * ```ts
- * import { AsyncResult } from "./event.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { AsyncResult } from "@x/gevent/event";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const result = new AsyncResult<number>();

@@ -35,8 +35,8 @@ import { _inspect } from "./_runtime.ts";
  *
  * @example
  * ```ts
- * import { GreenletExit, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { GreenletExit, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const g = spawn(() => sleep(1000));
@@ -207,7 +207,7 @@ export interface KillOptions {
  *
  * @example Spawning and collecting values
  * ```ts
- * import { Greenlet } from "./greenlet.ts";
+ * import { Greenlet } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const g = new Greenlet((a: number, b: number) => a + b, 1, 2);
@@ -734,8 +734,8 @@ function abandonKilled(g: Greenlet<unknown>, exc: unknown): void {
  *
  * @example Errors stay inside the greenlet
  * ```ts
- * import { spawn } from "./greenlet.ts";
- * import { getHub } from "./hub.ts";
+ * import { spawn } from "@x/gevent/greenlet";
+ * import { getHub } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * getHub().exceptionStream = null; // keep the doc test quiet
@@ -768,7 +768,7 @@ export function spawn<A extends unknown[], R>(
  *
  * @example
  * ```ts
- * import { spawnLater } from "./greenlet.ts";
+ * import { spawnLater } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const t0 = performance.now();
@@ -795,7 +795,7 @@ export function spawnLater<A extends unknown[], R>(
  *
  * @example
  * ```ts
- * import { getCurrent, spawn } from "./greenlet.ts";
+ * import { getCurrent, spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * assert.equal(getCurrent(), undefined);
@@ -819,7 +819,7 @@ export function getCurrent(): Greenlet<unknown> | undefined {
  *
  * @example
  * ```ts
- * import { currentSignal, spawn } from "./greenlet.ts";
+ * import { currentSignal, spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const g = spawn(async () => {
@@ -881,8 +881,8 @@ function collectorTimedOut(w: _Waiter<void>): void {
  *
  * @example The seed's `joinall(jobs, timeout=2)`
  * ```ts
- * import { joinAll, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { joinAll, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const jobs = [1, 2, 3].map((n) => spawn(async () => { await sleep(n); return n * 10; }));
@@ -944,8 +944,8 @@ export async function joinAll<G extends Greenlet<unknown>>(
  *
  * @example
  * ```ts
- * import { killAll, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { killAll, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const gs = [spawn(() => sleep(1000)), spawn(() => sleep(1000))];
@@ -1001,8 +1001,8 @@ function describeWait(g: Greenlet<unknown>): string {
  *
  * @example Rethrowing kills from a catch-all
  * ```ts
- * import { isKill, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { isKill, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const errors: unknown[] = [];

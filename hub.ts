@@ -21,7 +21,7 @@ import { _inspect, _onLoopDrained, _writeStderr } from "./_runtime.ts";
  *
  * @example
  * ```ts
- * import { BlockingSwitchOutError, getHub, sleep } from "./hub.ts";
+ * import { BlockingSwitchOutError, getHub, sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const done = Promise.withResolvers<unknown>();
@@ -43,7 +43,7 @@ export class BlockingSwitchOutError extends Error {
  *
  * @example
  * ```ts
- * import { LoopExit } from "./hub.ts";
+ * import { LoopExit } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const e = new LoopExit();
@@ -439,7 +439,7 @@ export const _notErrorDefaults: ErrorClass[] = [];
  *
  * @example Silencing failure reports in a test
  * ```ts
- * import { getHub } from "./hub.ts";
+ * import { getHub } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const hub = getHub();
@@ -586,7 +586,7 @@ let hub: Hub | undefined;
  *
  * @example
  * ```ts
- * import { getHub } from "./hub.ts";
+ * import { getHub } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * assert.equal(getHub(), getHub());
@@ -636,7 +636,7 @@ function wakeUndefined(w: unknown): void {
  *
  * @example
  * ```ts
- * import { sleep } from "./hub.ts";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const t0 = performance.now();
@@ -672,7 +672,7 @@ export function sleep(ms = 0): Promise<void> {
  *
  * @example
  * ```ts
- * import { getHub, idle } from "./hub.ts";
+ * import { getHub, idle } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * let ran = false;
@@ -769,8 +769,8 @@ function idleTimedOut(w: _Waiter<boolean>): void {
  *
  * @example
  * ```ts
- * import { wait } from "./hub.ts";
- * import { Event } from "./event.ts";
+ * import { wait } from "@x/gevent/hub";
+ * import { Event } from "@x/gevent/event";
  * import assert from "node:assert/strict";
  *
  * const a = new Event();
@@ -793,8 +793,8 @@ export function wait(objects?: undefined, options?: WaitOptions): Promise<boolea
  *
  * @example Waiting for the first of two events
  * ```ts
- * import { wait } from "./hub.ts";
- * import { Event } from "./event.ts";
+ * import { wait } from "@x/gevent/hub";
+ * import { Event } from "@x/gevent/event";
  * import assert from "node:assert/strict";
  *
  * const a = new Event();
@@ -845,9 +845,9 @@ function wakeIterator(w: _Waiter<boolean>): void {
  *
  * @example
  * ```ts
- * import { iwait } from "./hub.ts";
- * import { spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { iwait } from "@x/gevent/hub";
+ * import { spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const slow = spawn(async () => { await sleep(20); return "slow"; });

@@ -55,9 +55,9 @@ export function _clearLocals(g: Greenlet<unknown>): void {
  *
  * @example Each greenlet sees its own value
  * ```ts
- * import { Local } from "./local.ts";
- * import { joinAll, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { Local } from "@x/gevent/local";
+ * import { joinAll, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const requestId = new Local<string>();

@@ -50,7 +50,7 @@ export interface HoldOptions {
  *
  * @example
  * ```ts
- * import { Semaphore } from "./lock.ts";
+ * import { Semaphore } from "@x/gevent/lock";
  * import assert from "node:assert/strict";
  *
  * const sem = new Semaphore(1);
@@ -155,9 +155,9 @@ function runLinks(sem: unknown): void {
  *
  * @example Limiting concurrency to two
  * ```ts
- * import { Semaphore } from "./lock.ts";
- * import { joinAll, spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { Semaphore } from "@x/gevent/lock";
+ * import { joinAll, spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const sem = new Semaphore(2);
@@ -175,9 +175,9 @@ function runLinks(sem: unknown): void {
  *
  * @example Waiting until a permit is free, with `wait`
  * ```ts
- * import { Semaphore } from "./lock.ts";
- * import { spawn } from "./greenlet.ts";
- * import { wait } from "./hub.ts";
+ * import { Semaphore } from "@x/gevent/lock";
+ * import { spawn } from "@x/gevent/greenlet";
+ * import { wait } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const sem = new Semaphore(0);
@@ -352,7 +352,7 @@ export class Semaphore {
  *
  * @example
  * ```ts
- * import { BoundedSemaphore } from "./lock.ts";
+ * import { BoundedSemaphore } from "@x/gevent/lock";
  * import assert from "node:assert/strict";
  *
  * const sem = new BoundedSemaphore(1);
@@ -396,7 +396,7 @@ export class BoundedSemaphore extends Semaphore {
  *
  * @example
  * ```ts
- * import { Lock } from "./lock.ts";
+ * import { Lock } from "@x/gevent/lock";
  * import assert from "node:assert/strict";
  *
  * const lock = new Lock();
@@ -419,8 +419,8 @@ export class Lock extends BoundedSemaphore {
  *
  * @example
  * ```ts
- * import { RLock } from "./lock.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { RLock } from "@x/gevent/lock";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const lock = new RLock();

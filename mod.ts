@@ -7,7 +7,7 @@
  *
  * @example The seed's introduction, in TypeScript
  * ```ts
- * import { getHub, joinAll, sleep, spawn } from "./mod.ts";
+ * import { getHub, joinAll, sleep, spawn } from "@x/gevent";
  * import assert from "node:assert/strict";
  *
  * const lookup = async (name: string) => {

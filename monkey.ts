@@ -40,7 +40,7 @@
  *
  * @example Unaware code under a timeout
  * ```ts
- * import { monkey, withTimeout } from "./mod.ts";
+ * import { monkey, withTimeout } from "@x/gevent";
  * import assert from "node:assert/strict";
  *
  * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // accepts, never answers
@@ -203,7 +203,7 @@ function patchArea(area: _Area, options: _PatchOptions, key: string): void {
  *
  * @example
  * ```ts
- * import { getOriginal, isPatched, patchAll, unpatchAll } from "./monkey.ts";
+ * import { getOriginal, isPatched, patchAll, unpatchAll } from "@x/gevent/monkey";
  * import assert from "node:assert/strict";
  *
  * const connect = Deno.connect;
@@ -255,7 +255,7 @@ export function patchAll(options: PatchAllOptions = {}): void {
  *
  * @example
  * ```ts
- * import { isPatched, patchDns, unpatchAll } from "./monkey.ts";
+ * import { isPatched, patchDns, unpatchAll } from "@x/gevent/monkey";
  * import assert from "node:assert/strict";
  *
  * patchDns();
@@ -298,8 +298,8 @@ export function patchDns(): void {
  *
  * @example
  * ```ts
- * import { patchSocket, unpatchAll } from "./monkey.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { patchSocket, unpatchAll } from "@x/gevent/monkey";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -337,8 +337,8 @@ export function patchSocket(): void {
  *
  * @example
  * ```ts
- * import { patchFetch, unpatchAll } from "./monkey.ts";
- * import { withTimeout } from "./timeout.ts";
+ * import { patchFetch, unpatchAll } from "@x/gevent/monkey";
+ * import { withTimeout } from "@x/gevent/timeout";
  * import assert from "node:assert/strict";
  *
  * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // never answers
@@ -372,9 +372,9 @@ export function patchFetch(): void {
  *
  * @example
  * ```ts
- * import { patchSubprocess, unpatchAll } from "./monkey.ts";
- * import { spawn } from "./greenlet.ts";
- * import { sleep } from "./hub.ts";
+ * import { patchSubprocess, unpatchAll } from "@x/gevent/monkey";
+ * import { spawn } from "@x/gevent/greenlet";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * patchSubprocess({ killGrace: 500 });
@@ -403,7 +403,7 @@ export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
  *
  * @example
  * ```ts
- * import { isPatched, patchFetch, unpatchAll } from "./monkey.ts";
+ * import { isPatched, patchFetch, unpatchAll } from "@x/gevent/monkey";
  * import assert from "node:assert/strict";
  *
  * assert.equal(isPatched(globalThis, "fetch"), false);
@@ -436,7 +436,7 @@ export function isPatched(target: object, name?: string): boolean {
  *
  * @example
  * ```ts
- * import { getOriginal, patchSocket, unpatchAll } from "./monkey.ts";
+ * import { getOriginal, patchSocket, unpatchAll } from "@x/gevent/monkey";
  * import assert from "node:assert/strict";
  *
  * assert.equal(getOriginal(Deno, "connect"), Deno.connect);
@@ -466,7 +466,7 @@ export function getOriginal<T extends object, K extends keyof T & string>(
  *
  * @example
  * ```ts
- * import { patchAll, unpatchAll } from "./monkey.ts";
+ * import { patchAll, unpatchAll } from "@x/gevent/monkey";
  * import assert from "node:assert/strict";
  *
  * const { fetch, connect } = { fetch: globalThis.fetch, connect: Deno.connect };

@@ -48,8 +48,8 @@ import { Timeout } from "./timeout.ts";
  *
  * @example
  * ```ts
- * import { Pool, PoolFull } from "./pool.ts";
- * import { Greenlet } from "./greenlet.ts";
+ * import { Pool, PoolFull } from "@x/gevent/pool";
+ * import { Greenlet } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const pool = new Pool(1);
@@ -152,7 +152,7 @@ function checkMaxsize(maxsize: unknown): number {
  *
  * @example
  * ```ts
- * import { Group, GroupBase, Pool } from "./pool.ts";
+ * import { Group, GroupBase, Pool } from "@x/gevent/pool";
  * import assert from "node:assert/strict";
  *
  * assert.ok(new Group() instanceof GroupBase);
@@ -515,8 +515,8 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
  *
  * @example Structured concurrency
  * ```ts
- * import { Group } from "./pool.ts";
- * import { sleep } from "./hub.ts";
+ * import { Group } from "@x/gevent/pool";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * let slow;
@@ -622,8 +622,8 @@ function watchTimedOut(w: _Waiter<number>): void {
  *
  * @example A second spawn waits for a free slot
  * ```ts
- * import { Pool } from "./pool.ts";
- * import { Event } from "./event.ts";
+ * import { Pool } from "@x/gevent/pool";
+ * import { Event } from "@x/gevent/event";
  * import assert from "node:assert/strict";
  *
  * const pool = new Pool(1);

@@ -26,7 +26,7 @@ import { _badTimeout, _begin, _inHub, type _Waiter, sleep } from "./hub.ts";
  *
  * @example
  * ```ts
- * import { Empty, Queue } from "./queue.ts";
+ * import { Empty, Queue } from "@x/gevent/queue";
  * import assert from "node:assert/strict";
  *
  * assert.throws(() => new Queue().getNowait(), Empty);
@@ -50,7 +50,7 @@ export class Empty extends Error {
  *
  * @example
  * ```ts
- * import { Full, Queue } from "./queue.ts";
+ * import { Full, Queue } from "@x/gevent/queue";
  * import assert from "node:assert/strict";
  *
  * const q = new Queue<number>(1);
@@ -76,7 +76,7 @@ export class Full extends Error {
  *
  * @example
  * ```ts
- * import { Queue, ShutDown } from "./queue.ts";
+ * import { Queue, ShutDown } from "@x/gevent/queue";
  * import assert from "node:assert/strict";
  *
  * const q = new Queue<number>();
@@ -358,8 +358,8 @@ async function getLater<T>(
  *
  * @example Producer and consumer
  * ```ts
- * import { SimpleQueue } from "./queue.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { SimpleQueue } from "@x/gevent/queue";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const q = new SimpleQueue<number>(2);
@@ -707,8 +707,8 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
  *
  * @example Workers and join
  * ```ts
- * import { Queue } from "./queue.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { Queue } from "@x/gevent/queue";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const q = new Queue<number>();
@@ -811,7 +811,7 @@ export function _defaultCompare(a: unknown, b: unknown): number {
  *
  * @example
  * ```ts
- * import { PriorityQueue } from "./queue.ts";
+ * import { PriorityQueue } from "@x/gevent/queue";
  * import assert from "node:assert/strict";
  *
  * const q = new PriorityQueue<[number, string]>();
@@ -897,7 +897,7 @@ export class PriorityQueue<T> extends Queue<T> {
  *
  * @example
  * ```ts
- * import { LifoQueue } from "./queue.ts";
+ * import { LifoQueue } from "@x/gevent/queue";
  * import assert from "node:assert/strict";
  *
  * const q = new LifoQueue<number>();
@@ -944,8 +944,8 @@ function afterHandOff(): void {}
  *
  * @example
  * ```ts
- * import { Channel } from "./queue.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { Channel } from "@x/gevent/queue";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const ch = new Channel<string>();
@@ -961,8 +961,8 @@ function afterHandOff(): void {}
  *
  * @example The getter resumes before the putter (gevent's `test_send`)
  * ```ts
- * import { Channel } from "./queue.ts";
- * import { spawn } from "./greenlet.ts";
+ * import { Channel } from "@x/gevent/queue";
+ * import { spawn } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
  * const ch = new Channel<string>();

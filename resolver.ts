@@ -25,8 +25,8 @@
  *
  * @example A resolver for a private name server, installed as the hub's
  * ```ts
- * import { getHub } from "./hub.ts";
- * import { Resolver } from "./resolver.ts";
+ * import { getHub } from "@x/gevent/hub";
+ * import { Resolver } from "@x/gevent/resolver";
  * import assert from "node:assert/strict";
  *
  * const saved = getHub().resolver;
@@ -280,7 +280,7 @@ function checkNameservers(value: unknown): NameServer[] {
  *
  * @example
  * ```ts
- * import { Resolver } from "./resolver.ts";
+ * import { Resolver } from "@x/gevent/resolver";
  * import assert from "node:assert/strict";
  *
  * using resolver = new Resolver({ timeout: 500, tries: 1, cache: true });
@@ -929,8 +929,8 @@ function reverseName(ip: string): string {
  *
  * @example
  * ```ts
- * import { getHub } from "./hub.ts";
- * import { getResolver } from "./resolver.ts";
+ * import { getHub } from "@x/gevent/hub";
+ * import { getResolver } from "@x/gevent/resolver";
  * import assert from "node:assert/strict";
  *
  * assert.equal(getResolver(), getHub().resolver);

@@ -88,8 +88,8 @@ const MAX_DELAY = 1000;
  *
  * @example An echo server
  * ```ts
- * import { StreamServer } from "./server.ts";
- * import { createConnection, type Socket } from "./socket.ts";
+ * import { StreamServer } from "@x/gevent/server";
+ * import { createConnection, type Socket } from "@x/gevent/socket";
  * import assert from "node:assert/strict";
  *
  * async function echo(sock: Socket): Promise<void> {

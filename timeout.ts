@@ -43,8 +43,8 @@ function fireZero(arg: unknown): void {
  *
  * @example Limiting a block of code
  * ```ts
- * import { Timeout } from "./timeout.ts";
- * import { sleep } from "./hub.ts";
+ * import { Timeout } from "@x/gevent/timeout";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * let caught: unknown;
@@ -232,8 +232,8 @@ export interface WithTimeoutOptions<D> {
  *
  * @example
  * ```ts
- * import { withTimeout } from "./timeout.ts";
- * import { sleep } from "./hub.ts";
+ * import { withTimeout } from "@x/gevent/timeout";
+ * import { sleep } from "@x/gevent/hub";
  * import assert from "node:assert/strict";
  *
  * const value = await withTimeout(10, () => sleep(1000).then(() => "slow"), {
