@@ -99,5 +99,12 @@ export {
 } from "./pool.ts";
 export { Local } from "./local.ts";
 export * as socket from "./socket.ts";
-export { StreamServer, type StreamServerOptions } from "./server.ts";
+export {
+  type Spawner,
+  type StopOptions,
+  type StreamHandler,
+  StreamServer,
+  type StreamServerOptions,
+} from "./server.ts";
+export type { Address, ListenTlsOptions, Socket } from "./socket.ts";
 export * as monkey from "./monkey.ts";
