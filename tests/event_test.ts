@@ -160,7 +160,7 @@ Deno.test("a rawlink that clears the Event stops the links after it", async () =
   assert.deepEqual(log, ["first clears"]);
 });
 
-Deno.test("AsyncResult: a later setException() hides the earlier value, and back", async () => {
+Deno.test("AsyncResult: a later setException() hides the earlier value, and back", () => {
   const r = new AsyncResult<number>();
   r.set(1);
   const boom = new Error("boom");
