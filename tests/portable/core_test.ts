@@ -48,10 +48,12 @@ function runChild(code: string): { status: number | null; stdout: string; stderr
 }
 
 test("greenlets run, join and keep their values", async () => {
-  const jobs = [3, 1, 2].map((n) => spawn(async () => {
-    await sleep(n);
-    return n * 10;
-  }));
+  const jobs = [3, 1, 2].map((n) =>
+    spawn(async () => {
+      await sleep(n);
+      return n * 10;
+    })
+  );
   const done = await joinAll(jobs, { timeout: 2000 });
   assert.equal(done.length, 3);
   assert.deepEqual(jobs.map((j) => j.value), [30, 10, 20]);
@@ -172,9 +174,13 @@ test("events, results, queues, semaphores, pools and local storage", async () =>
 });
 
 test("greenlets render with their function and arguments", () => {
-  const g = new Greenlet(function fetchPage(url: string, tries: number) {
-    return [url, tries];
-  }, "https://example.com/", 3);
+  const g = new Greenlet(
+    function fetchPage(url: string, tries: number) {
+      return [url, tries];
+    },
+    "https://example.com/",
+    3,
+  );
   assert.equal(String(g), `<Greenlet "${g.name}": fetchPage("https://example.com/", 3)>`);
 });
 
