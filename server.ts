@@ -394,6 +394,9 @@ export class StreamServer {
     }
     for (const sock of this.#sockets) sock.close();
     this.#sockets.clear();
+    // Deno frees the port one turn of the event loop after the listener is closed: resolve
+    // once it is free, so the same address can be served again at once.
+    await new Promise((resolve) => setTimeout(resolve, 0));
     this.#stopped.set();
   }
 

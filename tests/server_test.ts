@@ -453,3 +453,18 @@ Deno.test("a failing accept() (EMFILE and the like) is reported; the server paus
   assert.deepEqual(pausedWhenReported, [true]);
   assert.equal(server.accepting, true);
 });
+
+Deno.test("after stop() resolves the port is free: the same address serves again at once", async () => {
+  for (let i = 0; i < 5; i++) {
+    const server = new StreamServer(["127.0.0.1", 0], (sock) => sock.close());
+    await server.start();
+    const [host, port] = server.address;
+    const conn = await Deno.connect({ hostname: host, port }); // one connection served
+    await conn.read(new Uint8Array(1));
+    conn.close();
+    await server.stop();
+    const again = new StreamServer([host, port], (sock) => sock.close());
+    await again.start(); // EADDRINUSE if the port were still held
+    await again.stop();
+  }
+});
