@@ -879,7 +879,7 @@ function collectorTimedOut(w: _Waiter<void>): void {
  * @returns The greenlets that finished.
  * @throws {RangeError} (as a rejection) For a bad `timeout` or `count`.
  *
- * @example The seed's `joinall(jobs, timeout=2)`
+ * @example gevent's introduction: `joinall(jobs, timeout=2)`
  * ```ts
  * import { joinAll, spawn } from "@x/gevent/greenlet";
  * import { sleep } from "@x/gevent/hub";

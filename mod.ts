@@ -5,7 +5,7 @@
  * interrupt whatever a greenlet waits on, and events to coordinate them. There is no `run()`:
  * the first blocking call or spawn creates the hub.
  *
- * @example The seed's introduction, in TypeScript
+ * @example gevent's introduction, in TypeScript
  * ```ts
  * import { getHub, joinAll, sleep, spawn } from "@x/gevent";
  * import assert from "node:assert/strict";

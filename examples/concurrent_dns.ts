@@ -1,5 +1,5 @@
 /**
- * The seed's introduction, in TypeScript: three concurrent `socket.gethostbyname` lookups
+ * gevent's introduction, in TypeScript: three concurrent `socket.gethostbyname` lookups
  * under `joinAll(jobs, { timeout: 2000 })`, then the same lookups one after another, timed,
  * so the "3 times longer" claim is shown rather than asserted; then a greenlet that fails
  * and is reported without its error escaping.
@@ -10,7 +10,7 @@
  *     www.google.com www.example.com www.python.org
  *
  * Without `--nameserver` it needs no internet: it starts a loopback DNS server that answers
- * the seed's names with the seed's addresses after 100 ms, and says so.
+ * the introduction's names with their addresses after 100 ms, and says so.
  */
 import { getHub, joinAll, socket, spawn } from "../mod.ts";
 import { Resolver } from "../resolver.ts";
@@ -42,12 +42,12 @@ if (local !== undefined) {
   nameserver = local.nameserver;
   console.log(
     `No --nameserver given: started a loopback DNS server on 127.0.0.1:${nameserver.port} ` +
-      `that answers the seed's names after ${LATENCY_MS} ms.\n`,
+      `that answers the introduction's names after ${LATENCY_MS} ms.\n`,
   );
 }
 getHub().resolver = new Resolver({ nameservers: [nameserver!] });
 
-// The seed, line for line.
+// gevent's introduction, line for line.
 const urls = args.length > 0 ? args : ["www.google.com", "www.example.com", "www.python.org"];
 console.log(`>>> const urls = ${Deno.inspect(urls)};`);
 console.log(">>> const jobs = urls.map((url) => spawn(socket.gethostbyname, url));");

@@ -1,5 +1,5 @@
 /**
- * The seed's `concurrent_download` example: plain `fetch` calls, written without any
+ * gevent's `concurrent_download` example: plain `fetch` calls, written without any
  * knowledge of greenlets, run in greenlets after `monkey.patchAll()`. Each download has its
  * own time limit (`withTimeout`) and the whole batch a total one (`joinAll`); a download that
  * is cut off has its request aborted and its socket released.

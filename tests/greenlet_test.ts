@@ -102,7 +102,7 @@ Deno.test("a greenlet that throws records the error and the hub prints a report"
   );
 });
 
-Deno.test("the seed's spawn(() => 1n / 0n).join() resolves and nothing escapes", async () => {
+Deno.test("gevent's introduction: spawn(() => 1n / 0n).join() resolves and nothing escapes", async () => {
   const report = await captureReports(async () => {
     await spawn(() => 1n / 0n).join();
   });
@@ -564,7 +564,7 @@ Deno.test("joinAll() honours the timeout contract", async (t) => {
   await g.join();
 });
 
-Deno.test("the seed: joinAll(jobs, { timeout }) then the list of values", async () => {
+Deno.test("gevent's introduction: joinAll(jobs, { timeout }) then the list of values", async () => {
   const lookup = async (name: string) => {
     await sleep(name.length);
     return `${name.length}.0.0.1`;

@@ -40,3 +40,57 @@ Deno.test("mod.ts exports no internal (underscore) names", () => {
   const internal = Object.keys(mod).filter((k) => k.startsWith("_"));
   assert.deepEqual(internal, []);
 });
+
+// The whole runtime surface of mod.ts, sorted: adding or removing an export is a decision that
+// shows up here (types are erased and pinned by `deno check` of the tests and examples).
+const SURFACE = [
+  "AsyncResult",
+  "BlockingSwitchOutError",
+  "BoundedSemaphore",
+  "CallbackWatcher",
+  "Channel",
+  "Empty",
+  "Event",
+  "Full",
+  "Greenlet",
+  "GreenletExit",
+  "Group",
+  "GroupBase",
+  "Hold",
+  "Hub",
+  "LifoQueue",
+  "Local",
+  "Lock",
+  "Loop",
+  "LoopExit",
+  "Pool",
+  "PoolFull",
+  "PriorityQueue",
+  "Queue",
+  "RLock",
+  "Semaphore",
+  "ShutDown",
+  "SimpleQueue",
+  "StreamServer",
+  "Timeout",
+  "TimerWatcher",
+  "currentSignal",
+  "getCurrent",
+  "getHub",
+  "idle",
+  "isKill",
+  "iwait",
+  "joinAll",
+  "killAll",
+  "monkey",
+  "sleep",
+  "socket",
+  "spawn",
+  "spawnLater",
+  "wait",
+  "withTimeout",
+];
+
+Deno.test("mod.ts exports exactly the pinned surface", () => {
+  assert.deepEqual(Object.keys(mod).sort(), SURFACE);
+});

@@ -34,7 +34,7 @@ async function withServer(
   }
 }
 
-Deno.test("the seed's concurrent lookups return the seed's addresses", async () => {
+Deno.test("gevent's introduction: concurrent lookups return its addresses", async () => {
   await withServer({}, async (server) => {
     const urls = ["www.google.com", "www.example.com", "www.python.org"];
     const jobs = urls.map((url) => spawn(socket.gethostbyname, url));
