@@ -14,6 +14,8 @@ import { Timeout } from "./timeout.ts";
 export interface WaitTimeoutOptions {
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode AsyncResult.get}. */
@@ -22,6 +24,8 @@ export interface ResultGetOptions {
   block?: boolean;
   /** Milliseconds to wait at most; when it elapses, `Timeout` is thrown. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 // Settled promises are immutable: calls that need not wait share these.
@@ -90,7 +94,7 @@ export abstract class _Notifier {
   }
 
   /** @ignore Blocks until ready; resolves `false` only when the timeout elapsed. */
-  _wait(timeout: number | undefined): Promise<boolean> {
+  _wait(timeout: number | undefined, signal?: AbortSignal): Promise<boolean> {
     if (timeout !== undefined) {
       const bad = _badTimeout(timeout);
       if (bad !== undefined) return Promise.reject(bad);
@@ -105,7 +109,7 @@ export abstract class _Notifier {
     if (ws === undefined) this._waiters = w;
     else if (ws instanceof Set) ws.add(w);
     else this._waiters = new Set([ws, w]);
-    w._arm(timeout, timedOut);
+    w._arm(timeout, timedOut, signal);
     return w.promise;
   }
 
@@ -202,7 +206,7 @@ export class Event extends _Notifier {
   wait(options: WaitTimeoutOptions = {}): Promise<boolean> {
     const bad = _badOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
-    return this._wait(options.timeout);
+    return this._wait(options.timeout, options.signal);
   }
 }
 
@@ -301,7 +305,7 @@ export class AsyncResult<T = unknown> extends _Notifier {
     if (bad !== undefined) throw bad;
     if (this.#state === PENDING) {
       if (options.block === false) throw new Timeout(0);
-      if (!await this._wait(options.timeout)) throw new Timeout(options.timeout);
+      if (!await this._wait(options.timeout, options.signal)) throw new Timeout(options.timeout);
     }
     return this.getNowait();
   }
@@ -317,7 +321,7 @@ export class AsyncResult<T = unknown> extends _Notifier {
   async wait(options: WaitTimeoutOptions = {}): Promise<T | undefined> {
     const bad = _badOptions(options);
     if (bad !== undefined) throw bad;
-    await this._wait(options.timeout);
+    await this._wait(options.timeout, options.signal);
     return this.#value;
   }
 }

@@ -176,6 +176,8 @@ function joinTimedOut(w: _Waiter<boolean>): void {
 export interface JoinOptions {
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode Greenlet.get}. */
@@ -184,6 +186,8 @@ export interface GetOptions {
   block?: boolean;
   /** Milliseconds to wait at most; when it elapses, `Timeout` is thrown. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode Greenlet.kill} and {@linkcode killAll}. */
@@ -396,7 +400,7 @@ export class Greenlet<T = unknown> extends _Context {
     w._owner = this;
     w._onCancel = unlinkOnCancel;
     this._addLink(w as unknown as LinkEntry);
-    w._arm(timeout, joinTimedOut);
+    w._arm(timeout, joinTimedOut, options.signal);
     return w.promise;
   }
 
@@ -414,7 +418,8 @@ export class Greenlet<T = unknown> extends _Context {
     if (options.timeout !== undefined) _checkMs("timeout", options.timeout);
     if (this._state < SUCCEEDED) {
       if (options.block === false) throw new Timeout(0);
-      if (!await this.join({ timeout: options.timeout })) throw new Timeout(options.timeout);
+      const { timeout, signal } = options;
+      if (!await this.join({ timeout, signal })) throw new Timeout(timeout);
     }
     if (this._state === FAILED) throw this._result;
     return this._result as T;
@@ -846,6 +851,8 @@ export interface JoinAllOptions {
   raiseError?: boolean;
   /** Return once this many greenlets have finished (default: all). */
   count?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 class Collector {
@@ -922,7 +929,7 @@ export async function joinAll<G extends Greenlet<unknown>>(
   if (w instanceof Promise) await w;
   c.w = w as _Waiter<void>;
   for (const g of list) if (g._state < SUCCEEDED) g._addLink(c as unknown as LinkEntry);
-  c.w._arm(timeout, collectorTimedOut);
+  c.w._arm(timeout, collectorTimedOut, options.signal);
   try {
     await c.w.promise;
   } finally {

@@ -250,6 +250,9 @@ export class _Waiter<T> {
   // Only timed waits set these (on the prototype otherwise, to keep untimed waits small).
   declare _timer: _Timer | undefined;
   declare _onTimeout: ((w: _Waiter<T>) => void) | undefined;
+  /** The caller's `signal`, whose abort fails the wait (only waits given one set these). */
+  declare _signal: AbortSignal | undefined;
+  declare _onAbort: (() => void) | undefined;
   /** Neighbours in the hub's list of waits without a deadline (for LoopExit). */
   _prev: _Waiter<unknown> | undefined = undefined;
   _next: _Waiter<unknown> | undefined = undefined;
@@ -292,6 +295,10 @@ export class _Waiter<T> {
   _end(): void {
     const ctx = this._ctx!;
     this._ctx = undefined;
+    if (this._signal !== undefined) {
+      this._signal.removeEventListener("abort", this._onAbort!);
+      this._signal = undefined;
+    }
     if (this._timer !== undefined) {
       _clearTimer(this._timer);
       this._timer = undefined;
@@ -308,8 +315,25 @@ export class _Waiter<T> {
     }
   }
 
-  /** Arms the timeout; `undefined` means no deadline (the wait is then listed for LoopExit). */
-  _arm(timeout: number | undefined, onTimeout: (w: _Waiter<T>) => void): void {
+  /**
+   * Arms the timeout; `undefined` means no deadline (the wait is then listed for LoopExit).
+   * A `signal` (the caller's `options.signal`) fails the wait with its reason when it aborts.
+   */
+  _arm(
+    timeout: number | undefined,
+    onTimeout: (w: _Waiter<T>) => void,
+    signal?: AbortSignal,
+  ): void {
+    if (signal !== undefined) {
+      const bad = _badSignal(signal);
+      if (bad !== undefined || signal.aborted) {
+        this._fail(bad ?? signal.reason);
+        return;
+      }
+      this._signal = signal;
+      this._onAbort = () => this._fail(signal.reason);
+      signal.addEventListener("abort", this._onAbort, { once: true });
+    }
     if (timeout === undefined) {
       _linkForever(this as _Waiter<unknown>);
       return;
@@ -331,6 +355,8 @@ function fireTimeout(w: _Waiter<unknown>): void {
 
 _Waiter.prototype._timer = undefined;
 _Waiter.prototype._onTimeout = undefined;
+_Waiter.prototype._signal = undefined;
+_Waiter.prototype._onAbort = undefined;
 
 // A circular list, headed by a sentinel, of waits that have no deadline.
 const forever = new _Waiter<unknown>(new _Context());
@@ -630,7 +656,8 @@ function wakeUndefined(w: unknown): void {
  * greenlet that is already runnable and then resumes. A blocking call: `kill()` and
  * `Timeout` interrupt it.
  *
- * @param ms Milliseconds to sleep.
+ * @param ms Milliseconds to sleep (default 0).
+ * @param options `signal`: aborting it rejects the sleep with its reason.
  * @returns A promise that resolves when the time is up.
  * @throws {RangeError} (as a rejection) If `ms` is negative or not finite.
  *
@@ -644,7 +671,13 @@ function wakeUndefined(w: unknown): void {
  * assert.ok(performance.now() - t0 >= 15);
  * ```
  */
-export function sleep(ms = 0): Promise<void> {
+export function sleep(ms = 0, options?: SleepOptions): Promise<void> {
+  const signal = options?.signal;
+  if (signal !== undefined) {
+    const bad = _badOptions(options) ?? _badSignal(signal);
+    if (bad !== undefined) return Promise.reject(bad);
+    if (signal.aborted) return Promise.reject(signal.reason);
+  }
   if (ms !== 0) {
     const bad = _badTimeout(ms);
     if (bad !== undefined) return Promise.reject(bad);
@@ -660,8 +693,15 @@ export function sleep(ms = 0): Promise<void> {
   }
   const w = _begin<void>();
   if (w instanceof Promise) return w;
-  w._timer = _setTimer(wakeUndefined, ms, w);
+  if (signal === undefined) w._timer = _setTimer(wakeUndefined, ms, w);
+  else w._arm(ms, wakeUndefined, signal);
   return w.promise;
+}
+
+/** Options of {@linkcode sleep}. */
+export interface SleepOptions {
+  /** Aborting it ends the sleep with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -708,12 +748,20 @@ export interface WaitOptions {
   timeout?: number;
   /** Stop after this many objects are ready (default: all of them). */
   count?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** @ignore An options bag: an error for anything but `undefined` or an object. */
 export function _badOptions(options: unknown): TypeError | undefined {
   if (options === undefined || (options !== null && typeof options === "object")) return undefined;
   return new TypeError(`'options' must be an object: current value is ${_render(options)}`);
+}
+
+/** @ignore A `signal` option: an error for anything but `undefined` or an `AbortSignal`. */
+export function _badSignal(signal: unknown): TypeError | undefined {
+  if (signal === undefined || signal instanceof AbortSignal) return undefined;
+  return new TypeError(`'signal' must be an AbortSignal: current value is ${_render(signal)}`);
 }
 
 /** @ignore `value` as an error message shows it: strings quoted, the rest with `String()`. */
@@ -820,7 +868,7 @@ export async function wait<T extends Linkable>(
     w._owner = h;
     w._onCancel = idleTimedOut;
     h._idleWaiters.push(w);
-    w._arm(timeout, idleTimedOut);
+    w._arm(timeout, idleTimedOut, options.signal);
     return w.promise;
   }
   const result: T[] = [];
@@ -906,7 +954,7 @@ export async function* iwait<T extends Linkable>(
       const w = _begin<boolean>();
       if (w instanceof Promise) await w;
       waiter = w as _Waiter<boolean>;
-      waiter._arm(left, wakeIterator);
+      waiter._arm(left, wakeIterator, options.signal);
       const woke = await waiter.promise;
       waiter = undefined;
       if (!woke && ready.length === 0) return;

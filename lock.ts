@@ -36,12 +36,16 @@ export interface AcquireOptions {
   blocking?: boolean;
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode Semaphore.hold} and {@linkcode RLock.hold}. */
 export interface HoldOptions {
   /** Milliseconds to wait at most; when it elapses, the hold rejects with `Timeout`. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -313,7 +317,15 @@ export class Semaphore {
       return TRUE;
     }
     if (timeout === _NO_WAIT) return FALSE;
-    return _waitIn<boolean>(this, this._waiters, undefined, forget, timeout, timedOut);
+    return _waitIn<boolean>(
+      this,
+      this._waiters,
+      undefined,
+      forget,
+      timeout,
+      timedOut,
+      options?.signal,
+    );
   }
 
   /**
@@ -477,7 +489,15 @@ export class RLock {
       return TRUE;
     }
     if (timeout === _NO_WAIT) return FALSE;
-    return _waitIn<boolean>(this, this._waiters, undefined, forget, timeout, timedOut);
+    return _waitIn<boolean>(
+      this,
+      this._waiters,
+      undefined,
+      forget,
+      timeout,
+      timedOut,
+      options?.signal,
+    );
   }
 
   /**

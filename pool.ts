@@ -73,6 +73,8 @@ export class PoolFull extends Error {
 export interface GroupJoinOptions {
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
   /** Reject with the error of the first member that fails while waiting (default `false`). */
   raiseError?: boolean;
 }
@@ -98,12 +100,16 @@ export interface PoolAddOptions {
   blocking?: boolean;
   /** Milliseconds to wait for a free slot at most; then `PoolFull`. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode Pool.waitAvailable}. */
 export interface WaitAvailableOptions {
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 type LinkEntry = Parameters<Greenlet<unknown>["_addLink"]>[0];
@@ -272,7 +278,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     w._owner = this;
     w._onCancel = forgetJoiner;
     this._joiners.set(w, raiseError);
-    w._arm(timeout, joinTimedOut);
+    w._arm(timeout, joinTimedOut, options.signal);
     return w.promise;
   }
 
@@ -717,8 +723,16 @@ export class Pool extends GroupBase {
   }
 
   /** Waits for a slot and reserves it; resolves false on timeout. */
-  #reserve(timeout: number | undefined): Promise<boolean> {
-    return _waitIn<boolean>(this, this._slotWaiters, undefined, forgetSlot, timeout, slotTimedOut);
+  #reserve(timeout: number | undefined, signal?: AbortSignal): Promise<boolean> {
+    return _waitIn<boolean>(
+      this,
+      this._slotWaiters,
+      undefined,
+      forgetSlot,
+      timeout,
+      slotTimedOut,
+      signal,
+    );
   }
 
   /** @ignore */
@@ -800,11 +814,15 @@ export class Pool extends GroupBase {
       return Promise.resolve();
     }
     if (!blocking || timeout === 0) return Promise.reject(new PoolFull());
-    return this.#addLater(greenlet, timeout);
+    return this.#addLater(greenlet, timeout, options.signal);
   }
 
-  async #addLater(greenlet: Greenlet<unknown>, timeout: number | undefined): Promise<void> {
-    if (!await this.#reserve(timeout)) throw new PoolFull();
+  async #addLater(
+    greenlet: Greenlet<unknown>,
+    timeout: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    if (!await this.#reserve(timeout, signal)) throw new PoolFull();
     this.#reserved--;
     this._adopt(greenlet);
   }
@@ -840,7 +858,15 @@ export class Pool extends GroupBase {
     const free = this.freeCount();
     if (free > 0) return Promise.resolve(free);
     if (timeout === 0 || this.#capacity === 0) return Promise.resolve(0);
-    return _waitIn<number>(this, this._watchers, undefined, forgetWatcher, timeout, watchTimedOut);
+    return _waitIn<number>(
+      this,
+      this._watchers,
+      undefined,
+      forgetWatcher,
+      timeout,
+      watchTimedOut,
+      options.signal,
+    );
   }
 }
 

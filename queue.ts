@@ -102,12 +102,16 @@ export interface QueueOptions {
   block?: boolean;
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode Queue.join}. */
 export interface QueueJoinOptions {
   /** Milliseconds to wait at most; `undefined` waits forever, `0` does not wait. */
   timeout?: number;
+  /** Aborting it ends the wait with its reason, as a kill would. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@linkcode SimpleQueue.shutdown}. */
@@ -319,13 +323,14 @@ export function _waitIn<T>(
   onCancel: (w: _AnyWaiter) => void,
   timeout: number | undefined,
   onTimeout: (w: _Waiter<T>) => void,
+  signal?: AbortSignal,
 ): Promise<T> {
   const w = _begin<T>();
   if (w instanceof Promise) return w;
   w._owner = owner;
   w._onCancel = onCancel;
   list.push(w, item);
-  w._arm(timeout, onTimeout);
+  w._arm(timeout, onTimeout, signal);
   return w.promise;
 }
 
@@ -564,7 +569,15 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
       return RESOLVED;
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Full());
-    const p = _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut);
+    const p = _waitIn<void>(
+      this,
+      this._putters,
+      item,
+      forgetPutter,
+      timeout,
+      putTimedOut,
+      options?.signal,
+    );
     if (this._size < this.#maxsize) this.#scheduleUnlock();
     return p;
   }
@@ -603,7 +616,15 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     }
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
-    return _waitIn<T>(this, this._getters, undefined, forgetGetter, timeout, getTimedOut);
+    return _waitIn<T>(
+      this,
+      this._getters,
+      undefined,
+      forgetGetter,
+      timeout,
+      getTimedOut,
+      options?.signal,
+    );
   }
 
   /**
@@ -636,7 +657,15 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     if (this._size > 0) return Promise.resolve(this._peek());
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
-    return _waitIn<T>(this, this._peekers, undefined, forgetPeeker, timeout, getTimedOut);
+    return _waitIn<T>(
+      this,
+      this._peekers,
+      undefined,
+      forgetPeeker,
+      timeout,
+      getTimedOut,
+      options?.signal,
+    );
   }
 
   /**
@@ -776,7 +805,7 @@ export class Queue<T> extends SimpleQueue<T> {
     w._owner = this;
     w._onCancel = forgetJoiner;
     (this._joiners ??= new Set()).add(w);
-    w._arm(timeout, joinTimedOut);
+    w._arm(timeout, joinTimedOut, options.signal);
     return w.promise;
   }
 }
@@ -1053,7 +1082,15 @@ export class Channel<T> implements AsyncIterable<T> {
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Full());
     // One more step after the wake-up: a getter that takes the item resumes first.
-    return _waitIn<void>(this, this._putters, item, forgetPutter, timeout, putTimedOut)
+    return _waitIn<void>(
+      this,
+      this._putters,
+      item,
+      forgetPutter,
+      timeout,
+      putTimedOut,
+      options?.signal,
+    )
       .then(afterHandOff);
   }
 
@@ -1093,7 +1130,15 @@ export class Channel<T> implements AsyncIterable<T> {
       }
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
-    return _waitIn<T>(this, this._getters, undefined, forgetGetter, timeout, getTimedOut);
+    return _waitIn<T>(
+      this,
+      this._getters,
+      undefined,
+      forgetGetter,
+      timeout,
+      getTimedOut,
+      options?.signal,
+    );
   }
 
   /**
