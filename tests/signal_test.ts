@@ -39,7 +39,7 @@ const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
     return q.join({ signal });
   }],
   ["Semaphore.acquire", (signal) => new Semaphore(0).acquire({ signal })],
-  ["Pool.waitAvailable", async (signal) => {
+  ["Pool.waitAvailable", (signal) => {
     const pool = new Pool(1);
     pool.spawn(forever);
     return pool.waitAvailable({ signal });
