@@ -63,3 +63,13 @@ export async function captureReports(fn: () => unknown): Promise<string> {
   }
   return text;
 }
+
+/** Asserts that `actual` holds exactly the objects of `expected`, by identity and in order. */
+export function assertSame<T>(
+  actual: readonly T[],
+  expected: readonly T[],
+  message?: string,
+): void {
+  assert.equal(actual.length, expected.length, message ?? "lengths differ");
+  actual.forEach((a, i) => assert.ok(a === expected[i], message ?? `item ${i} is another object`));
+}

@@ -4,6 +4,7 @@
  * the port refusing connections. Runs with the test sanitizers on, with servers started both
  * inside a test and with top-level `await`.
  */
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import {
   type PgServer,

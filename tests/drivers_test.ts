@@ -10,6 +10,7 @@
  * in `pg_stat_activity` / `blocked_clients`; a leaked connection is seen in the server's count
  * of clients (Deno's sanitizers do not see `node:net` sockets).
  */
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import pg from "pg";
 import postgres from "postgres";

@@ -1,10 +1,11 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { getCurrent, joinAll, spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, getHub, Hub, idle, iwait, LoopExit, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
 import { Timeout } from "../timeout.ts";
-import { assertTimeoutContract } from "./_helpers.ts";
+import { assertSame, assertTimeoutContract } from "./_helpers.ts";
 
 Deno.test("getHub() is a lazy singleton; no run() is needed", () => {
   const hub = getHub();
@@ -136,11 +137,11 @@ Deno.test("wait(objects) resolves to the ready objects in completion order", asy
   const c = spawn(() => sleep(1));
   setTimeout(() => b.set(1), 5);
   setTimeout(() => a.set(), 15);
-  assert.deepEqual(await wait([a, b, c]), [c, b, a]);
+  assertSame(await wait([a, b, c]), [c, b, a]);
   const d = new Event();
   const e = new Event();
   e.set();
-  assert.deepEqual(await wait([d, e], { count: 1 }), [e]);
+  assertSame(await wait([d, e], { count: 1 }), [e]);
   assert.equal(d.linkCount(), 0, "wait() unlinks when done");
 });
 

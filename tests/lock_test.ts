@@ -1,9 +1,10 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { BoundedSemaphore, Lock, RLock, Semaphore } from "../lock.ts";
 import { spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, idle, iwait, sleep, wait } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
-import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+import { assertSame, assertTimeoutContract, captureReports } from "./_helpers.ts";
 
 /** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
 async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
@@ -249,7 +250,7 @@ Deno.test("Semaphore is linkable: ready(), rawlink(), unlink(), wait() and iwait
     async () => {
       const sem = new Semaphore();
       assert.equal(sem.ready(), true);
-      assert.deepEqual(await wait([sem]), [sem]);
+      assertSame(await wait([sem]), [sem]);
       assert.equal(sem.counter, 1, "waiting does not take the permit");
       assert.equal(new Semaphore(0).ready(), false);
     },

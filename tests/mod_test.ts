@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import * as mod from "../mod.ts";
 

@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import dns from "node:dns";
@@ -673,17 +674,18 @@ Deno.test("a child process started in a killed greenlet is gone afterwards", asy
   });
   await t.step("output() under withTimeout; a child ignoring SIGTERM gets SIGKILL", async () => {
     using _ = patched({ subprocess: { killGrace: 50 } });
-    let pid = 0;
+    let child: Deno.ChildProcess | undefined;
     const outcome = await withTimeout(100, () => {
-      const child = new Deno.Command("sh", {
+      child = new Deno.Command("sh", {
         args: ["-c", "trap '' TERM; exec sleep 30"],
         stdout: "piped",
       }).spawn();
-      pid = child.pid;
       return child.output();
     }).catch((e) => e);
     assert.ok(outcome instanceof Timeout, String(outcome));
-    assert.equal(alive(pid), false);
+    assert.equal(alive(child!.pid), false);
+    // Ended by the escalation, not by its own exit 30 s later.
+    assert.equal((await child!.status).signal, "SIGKILL");
   });
   await t.step("unpatched: the child outlives the killed greenlet", async () => {
     const started = Promise.withResolvers<Deno.ChildProcess>();

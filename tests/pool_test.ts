@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { Group, Pool, PoolFull } from "../pool.ts";
 import { Greenlet, GreenletExit, spawn } from "../greenlet.ts";
@@ -5,7 +6,7 @@ import { idle, sleep } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
 import { Event } from "../event.ts";
 import { Local } from "../local.ts";
-import { assertTimeoutContract, captureReports } from "./_helpers.ts";
+import { assertSame, assertTimeoutContract, captureReports } from "./_helpers.ts";
 
 Deno.test("Pool(1) makes a second spawn wait for the first to finish", async () => {
   const pool = new Pool(1);
@@ -346,7 +347,7 @@ Deno.test("Group membership: add, discard, has, size, iteration", async () => {
   const group = new Group([a]);
   group.start(b);
   assert.equal(group.size, 2);
-  assert.deepEqual([...group], [a, b]);
+  assertSame([...group], [a, b]);
   group.discard(a);
   assert.equal(group.has(a), false);
   assert.equal(group.size, 1);

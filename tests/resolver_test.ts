@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { getHub, sleep } from "../hub.ts";
 import { GreenletExit, joinAll, killAll, spawn } from "../greenlet.ts";

@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { Greenlet, GreenletExit, joinAll, spawn } from "../greenlet.ts";
 import { getHub, idle, sleep } from "../hub.ts";

@@ -3,6 +3,7 @@
  * do: aborting it rejects the wait with the signal's reason (at once if it is already aborted),
  * and the wait is forgotten by the object it waited on.
  */
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { joinAll, spawn } from "../greenlet.ts";
 import { iwait, sleep, wait } from "../hub.ts";

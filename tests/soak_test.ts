@@ -13,6 +13,7 @@
  * exactly as in the long soak. Should that ever stop working, the check is skipped and the
  * test prints a note rather than comparing heap figures that include uncollected garbage.
  */
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { exposeGc, formatSample, runSoak } from "../bench/soak.ts";
 

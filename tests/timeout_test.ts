@@ -1,3 +1,4 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { currentSignal, GreenletExit, spawn } from "../greenlet.ts";
 import { sleep } from "../hub.ts";

@@ -2,6 +2,7 @@
  * The request/reply framing the driver patches rely on (_wire.ts): counts must be exact
  * however the bytes are split, or a kill would cut off another greenlet's request.
  */
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { _isBlockingCommand, _pgCancelRequest, _pgQuery, _track } from "../_wire.ts";
 
