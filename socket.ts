@@ -7,8 +7,13 @@
  * throw {@linkcode SocketTimeout}.
  *
  * Reads are never lost: Deno cannot cancel a pending read except by closing the connection,
- * so each socket keeps at most one read outstanding into its own buffer. When a `recv` is
- * interrupted the read stays outstanding and the next `recv` returns what it brought.
+ * so each socket keeps at most one read outstanding into a buffer of its own. When a `recv`
+ * (or `recvLine`) is interrupted the read stays outstanding and the next call returns what it
+ * brought. The buffer is sized to the call and to the traffic, and handed back once its bytes
+ * are taken: an idle connection holds none.
+ *
+ * Several greenlets may send on one socket at once (their calls queue, in order, and never
+ * interleave their bytes); one at a time may receive. See {@linkcode Socket}.
  *
  * The name functions go through the hub's resolver (`getHub().resolver`, a `Resolver` from
  * `resolver.ts`); they need `--allow-net` for the name server (see `resolver.ts`).
@@ -32,7 +37,7 @@
  */
 
 import { _socketError, GaiError, SocketError, SocketTimeout } from "./_errors.ts";
-import { _badTimeout, _begin, type _Waiter } from "./hub.ts";
+import { _badOptions, _badTimeout, _begin, type _Waiter } from "./hub.ts";
 import { _deno } from "./_platform.ts";
 import { _connectFrom } from "./_bound_conn.ts";
 import {
@@ -222,97 +227,309 @@ export function getfqdn(name?: string): Promise<string> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Signals of blocking calls
+
+/** Makes an abort of `signal` fail the blocking call `w` with the signal's reason. */
+function watchSignal<T>(w: _Waiter<T>, signal: AbortSignal): void {
+  const onAbort = (): void => w._fail(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  const stop = (): void => signal.removeEventListener("abort", onAbort);
+  w.promise.then(stop, stop);
+}
+
+// ---------------------------------------------------------------------------------------
 // Socket
 
 const EMPTY = new Uint8Array(0);
 const BUFSIZE = 65536;
+/** The default `maxLength` of `recvLine`. */
+const MAX_LINE = 65536;
+const NEED: unique symbol = Symbol("need more bytes");
+const decoder = new TextDecoder();
+
+// Read buffers. A socket holds one only while a read is outstanding or bytes it read are not
+// yet taken; then it goes back to this pool, where any socket can reuse it. Sizes are powers
+// of two from 1 KiB to 1 MiB (larger reads get a buffer of their own); the pool keeps at most
+// POOL_BYTES of each size. How much a read asks for adapts to the traffic (as Netty's
+// AdaptiveRecvByteBufAllocator does): it starts at FIRST_READ, doubles after a read that
+// filled its buffer and halves after two reads in a row that used less than a quarter of it,
+// never above what the call asked for. So a pending read of a quiet connection holds 1 KiB,
+// a bulk transfer reads in large chunks, and idle connections hold nothing.
+const MIN_CLASS = 10;
+const MAX_CLASS = 20;
+const FIRST_READ = 2048;
+const POOL_BYTES = 1 << 19;
+const pool: Uint8Array[][] = Array.from({ length: MAX_CLASS + 1 }, () => []);
+
+/** A read buffer of at least `size` bytes. */
+function acquire(size: number): Uint8Array {
+  if (size > 1 << MAX_CLASS) return new Uint8Array(size);
+  const c = size <= 1 << MIN_CLASS ? MIN_CLASS : 32 - Math.clz32(size - 1);
+  const free = pool[c];
+  if (free.length > 0) return free.pop()!;
+  return new Uint8Array(1 << c);
+}
+
+/** Gives a read buffer back; it must no longer be referenced by anything. */
+function release(buf: Uint8Array): void {
+  const n = buf.length;
+  if (n < 1 << MIN_CLASS || n > 1 << MAX_CLASS || (n & (n - 1)) !== 0) return;
+  const free = pool[31 - Math.clz32(n)];
+  if ((free.length + 1) * n > POOL_BYTES) return;
+  free.push(buf);
+}
+
+// What `recv` returns. Every ArrayBuffer costs about half a microsecond to allocate in Deno,
+// more than the rest of a recv: so small results are copied into views of a shared slab (as
+// Node's pooled Buffers are) and only results over SLAB_MAX bytes get an ArrayBuffer each.
+const SLAB_SIZE = 16384;
+const SLAB_MAX = 2048;
+let slab = EMPTY;
+let slabUsed = 0;
+
+/** A copy of `src[start, start + k)`. */
+function copyOut(src: Uint8Array, start: number, k: number): Uint8Array {
+  if (k > SLAB_MAX) return src.slice(start, start + k);
+  if (slabUsed + k > slab.length) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + k);
+  out.set(src.subarray(start, start + k));
+  slabUsed += (k + 7) & ~7; // 8-byte aligned, so any typed array view of a result works
+  return out;
+}
+
+/** A send waiting behind the one in progress. */
+interface QueuedSend {
+  w: _Waiter<number | undefined>;
+  data: Uint8Array;
+  all: boolean;
+}
 
 /**
  * The I/O state of a socket, kept apart so module-level functions can drive it. The read
  * and write callbacks are bound once per socket, so a round trip allocates no closures.
  */
 class SocketIO {
+  // Rarely set fields (`closed`, `eof`, `readError`, `queue`) default to `undefined`/`false`
+  // on the prototype (see below the class): an idle socket stays small.
   conn: Deno.Conn | undefined;
   /** The connection once closed (for toString). */
-  closed: Deno.Conn | undefined = undefined;
+  declare closed: Deno.Conn | undefined;
   timeout: number | undefined;
-  // Reading: at most one read outstanding, into `buf`; `buf[start, end)` is unread data.
+  // Reading: at most one read outstanding (`reading`), filling `buf` from `end`;
+  // `buf[start, end)` is unread data, and `buf[start, scanned)` holds no "\n". `buf` is EMPTY
+  // (given back to the pool) whenever it holds nothing and no read is outstanding.
   buf: Uint8Array = EMPTY;
   start = 0;
   end = 0;
+  scanned = 0;
+  /** How much the next read into a new buffer asks for, what the outstanding one asked for,
+   * and how many reads in a row used less than a quarter of it. */
+  next = FIRST_READ;
+  asked = 0;
+  small = 0;
   reading = false;
-  eof = false;
-  readError: SocketError | undefined = undefined;
-  reader: _Waiter<Uint8Array | number> | undefined = undefined;
+  declare eof: boolean;
+  declare readError: SocketError | undefined;
+  /** The waiting receive: `want` is recv's byte count or recvInto's array; `line` is the
+   * maxLength of a waiting recvLine (0 for the others). */
+  reader: _Waiter<unknown> | undefined = undefined;
   want: number | Uint8Array = 0;
-  onRead: (n: number | null) => void;
-  onReadError: (error: unknown) => void;
-  // Writing: at most one write outstanding; `writer` waits for `wdata` (all of it with
-  // `wall`), of which `wsent` bytes are written. `wowner` is the waiter whose chunk is in
-  // flight: after an interruption it is no longer `writer`.
+  line = 0;
+  /** Settles the outstanding read: its result (a number, or null at the end), or its error. */
+  onRead: (result: unknown) => void;
+  // Writing: at most one write outstanding (`writing`). `writer` is the send in progress:
+  // `wsent` bytes of `wdata` are written (it waits for all of them when `wall`). Later sends
+  // wait in `queue`. While the chunk of an interrupted send is still being written, `writer`
+  // is undefined and `writing` true: the queue moves on once it is done.
   writing = false;
   writer: _Waiter<number | undefined> | undefined = undefined;
-  wowner: _Waiter<number | undefined> | undefined = undefined;
   wdata: Uint8Array = EMPTY;
   wsent = 0;
   wall = false;
-  onWrite: (n: number) => void;
-  onWriteError: (error: unknown) => void;
+  declare queue: QueuedSend[] | undefined;
+  /** Settles the outstanding write: its result (a number), or its error. */
+  onWrite: (result: unknown) => void;
 
   constructor(conn: Deno.Conn, timeout: number | undefined) {
     this.conn = conn;
     this.timeout = timeout;
-    this.onRead = (n) => readDone(this, n);
-    this.onReadError = (error) => readFailed(this, error);
-    this.onWrite = (n) => writeDone(this, n);
-    this.onWriteError = (error) => writeFailed(this, error);
+    // One callback per direction takes both outcomes (reads and writes resolve with numbers,
+    // or null at the end of a read; they reject with errors): two closures per socket.
+    this.onRead = (r) =>
+      typeof r === "number" || r === null ? readDone(this, r) : readFailed(this, r);
+    this.onWrite = (r) => typeof r === "number" ? writeDone(this, r) : writeFailed(this, r);
   }
 }
+
+SocketIO.prototype.closed = undefined;
+SocketIO.prototype.eof = false;
+SocketIO.prototype.readError = undefined;
+SocketIO.prototype.queue = undefined;
 
 function closedError(what: string): SocketError {
   return new SocketError(`${what}: Bad file descriptor (the socket is closed)`, "EBADF");
 }
 
-function busyError(what: string): SocketError {
+function busyError(what: string, advice: string): SocketError {
   return new SocketError(
-    `${what}: This socket is already used by another greenlet`,
+    `${what}: This socket is already used by another greenlet (EBUSY): ${advice}`,
     "EBUSY",
   );
 }
 
+const RECV_ADVICE = "receive in one greenlet at a time, and hand what it reads to the others " +
+  "(through a Queue, for example)";
+
+/** Gives the read buffer back (no read may be outstanding). */
+function dropBuffer(io: SocketIO): void {
+  release(io.buf);
+  io.buf = EMPTY;
+  io.start = io.end = io.scanned = 0;
+}
+
+/** Marks `buf[start, to)` as taken; drops the buffer once it holds nothing. */
+function consume(io: SocketIO, to: number): void {
+  io.start = to;
+  if (to === io.end && !io.reading) dropBuffer(io);
+}
+
 function take(io: SocketIO, want: number | Uint8Array): Uint8Array | number {
-  const avail = io.end - io.start;
+  const start = io.start;
+  const avail = io.end - start;
   if (typeof want === "number") {
     const k = want < avail ? want : avail;
-    const out = io.buf.slice(io.start, io.start + k);
-    io.start += k;
+    const out = copyOut(io.buf, start, k);
+    consume(io, start + k);
     return out;
   }
   const k = want.length < avail ? want.length : avail;
-  want.set(io.buf.subarray(io.start, io.start + k));
-  io.start += k;
+  want.set(io.buf.subarray(start, start + k));
+  consume(io, start + k);
   return k;
+}
+
+function tooLong(maxLength: number): SocketError {
+  return new SocketError(
+    `recvLine: Line longer than maxLength (${maxLength} bytes) (EMSGSIZE): its bytes are kept ` +
+      `for the next call; read them with recv(), or raise maxLength`,
+    "EMSGSIZE",
+  );
+}
+
+/** The next line in the buffer, a SocketError, or NEED. */
+function takeLine(io: SocketIO, maxLength: number): string | SocketError | typeof NEED {
+  const { buf, start, end } = io;
+  const from = io.scanned > start ? io.scanned : start;
+  const limit = start + maxLength; // the "\n" of an acceptable line is before this index
+  const stop = end < limit ? end : limit;
+  if (from < stop) {
+    const i = buf.subarray(from, stop).indexOf(10);
+    if (i >= 0) {
+      const to = from + i + 1;
+      const line = decoder.decode(buf.subarray(start, to));
+      consume(io, to);
+      return line;
+    }
+    io.scanned = stop;
+  }
+  if (end - start > maxLength) return tooLong(maxLength);
+  if (io.eof) {
+    if (end === start) return "";
+    const rest = decoder.decode(buf.subarray(start, end));
+    consume(io, end);
+    return rest;
+  }
+  return io.readError ?? NEED;
+}
+
+/**
+ * What a receive gets from the buffered bytes now: the value, a SocketError to reject with, or
+ * NEED when it has to wait for a read.
+ */
+function settle(io: SocketIO, want: number | Uint8Array, line: number): unknown {
+  if (line > 0) return takeLine(io, line);
+  if (io.end > io.start) return take(io, want);
+  if (io.eof) return typeof want === "number" ? EMPTY : 0;
+  return io.readError ?? NEED;
+}
+
+/**
+ * Starts a read into the free end of the buffer: when none is held, a new one for at most
+ * `size` bytes (less as the traffic allows: see the pool); else, when less than a quarter of
+ * it is free, the unread bytes move to its front or (up to `cap` bytes, for a line) to a
+ * buffer twice as large.
+ */
+function startRead(io: SocketIO, size: number, cap: number): void {
+  let buf = io.buf;
+  if (buf === EMPTY) {
+    buf = io.buf = acquire(size < io.next ? size : io.next);
+  } else if (buf.length - io.end < buf.length >> 2) {
+    const n = io.end - io.start;
+    if (n <= buf.length >> 1 || buf.length >= cap) {
+      buf.copyWithin(0, io.start, io.end);
+    } else {
+      const bigger = acquire(Math.min(buf.length * 2, cap));
+      bigger.set(buf.subarray(io.start, io.end));
+      release(buf);
+      buf = io.buf = bigger;
+    }
+    io.scanned = io.scanned > io.start ? io.scanned - io.start : 0;
+    io.start = 0;
+    io.end = n;
+  }
+  io.reading = true;
+  io.asked = buf.length - io.end;
+  io.conn!.read(io.end === 0 ? buf : buf.subarray(io.end)).then(io.onRead, io.onRead);
 }
 
 function readDone(io: SocketIO, n: number | null): void {
   io.reading = false;
-  if (n === null) io.eof = true;
-  else {
-    io.start = 0;
-    io.end = n;
+  if (io.conn === undefined) { // closed meanwhile: the reader was already failed
+    dropBuffer(io);
+    return;
+  }
+  if (n === null) {
+    io.eof = true;
+    if (io.start === io.end) dropBuffer(io);
+  } else {
+    io.end += n;
+    const asked = io.asked;
+    if (n === asked) {
+      io.small = 0;
+      if (asked >= io.next && io.next < 1 << MAX_CLASS) io.next = io.next * 2;
+    } else if (n > asked >> 2) {
+      io.small = 0;
+    } else if (++io.small === 2) {
+      io.small = 0;
+      if (io.next > 1 << MIN_CLASS) io.next = io.next >> 1;
+    }
   }
   const w = io.reader;
-  if (w !== undefined) {
-    io.reader = undefined;
-    const want = io.want;
-    w._wake(n === null ? (typeof want === "number" ? EMPTY : 0) : take(io, want));
+  if (w === undefined) { // its caller was interrupted: the bytes wait for the next receive
+    if (io.start === io.end) dropBuffer(io);
+    return;
   }
+  const result = settle(io, io.want, io.line);
+  if (result === NEED) {
+    startRead(io, 0, io.line + 1); // a line not complete yet: the same call reads on
+    return;
+  }
+  io.reader = undefined;
+  if (result instanceof SocketError) w._fail(result);
+  else w._wake(result);
 }
 
 function readFailed(io: SocketIO, error: unknown): void {
   io.reading = false;
-  if (io.conn === undefined) return; // closed meanwhile: the reader was already failed
+  if (io.conn === undefined) { // closed meanwhile: the reader was already failed
+    dropBuffer(io);
+    return;
+  }
   io.readError = _socketError(error, "recv");
+  if (io.start === io.end) dropBuffer(io);
   const w = io.reader;
   if (w !== undefined) {
     io.reader = undefined;
@@ -320,7 +537,7 @@ function readFailed(io: SocketIO, error: unknown): void {
   }
 }
 
-function forgetReader(w: _Waiter<Uint8Array | number>): void {
+function forgetReader(w: _Waiter<unknown>): void {
   const io = w._owner as SocketIO;
   if (io.reader === w) io.reader = undefined;
 }
@@ -330,98 +547,219 @@ function _timedOut<T>(w: _Waiter<T>): void {
   w._fail(new SocketTimeout());
 }
 
-function receive(io: SocketIO, want: number | Uint8Array): Promise<Uint8Array | number> {
-  if (io.end > io.start) return Promise.resolve(take(io, want));
-  if (io.conn === undefined) return Promise.reject(closedError("recv"));
-  if (io.eof) return Promise.resolve(typeof want === "number" ? EMPTY : 0);
-  if (io.readError !== undefined) return Promise.reject(io.readError);
-  if (io.reader !== undefined) return Promise.reject(busyError("recv"));
-  const w = _begin<Uint8Array | number>();
+/**
+ * Options of the blocking calls of a {@linkcode Socket} (`recv`, `recvInto`, `recvLine`,
+ * `send`, `sendall`).
+ *
+ * @example Cancelling a receive with a signal
+ * ```ts
+ * import { createConnection, listen } from "./socket.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = listen(["127.0.0.1", 0]);
+ * using sock = await createConnection(server.getsockname());
+ * const [peer] = await server.accept();
+ * using _ = peer;
+ * const ctl = new AbortController();
+ * const pending = sock.recv(1024, { signal: ctl.signal });
+ * ctl.abort(new Error("shutting down"));
+ * await assert.rejects(pending, /shutting down/);
+ * ```
+ */
+export interface SocketCallOptions {
+  /**
+   * Milliseconds this call may wait before it throws {@linkcode SocketTimeout} (default: the
+   * socket's `timeout`); `0` does not wait.
+   */
+  timeout?: number;
+  /** Aborting it interrupts the call, which then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Options of {@linkcode Socket.recvLine}.
+ *
+ * @example A bounded line with a deadline
+ * ```ts
+ * import { createConnection, listen } from "./socket.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = listen(["127.0.0.1", 0]);
+ * using sock = await createConnection(server.getsockname());
+ * const [peer] = await server.accept();
+ * using _ = peer;
+ * await peer.sendall(new TextEncoder().encode("GET / HTTP/1.0\r\n"));
+ * const line = await sock.recvLine({ maxLength: 8192, timeout: 1000 });
+ * assert.equal(line, "GET / HTTP/1.0\r\n");
+ * ```
+ */
+export interface RecvLineOptions extends SocketCallOptions {
+  /** The longest line accepted, in bytes, counting its `"\n"` (default 65536). */
+  maxLength?: number;
+}
+
+/** A call's options checked: a rejected promise for bad options or an aborted signal. */
+function refuseCall(options: SocketCallOptions): Promise<never> | undefined {
+  const bad = _badOptions(options) ?? _badTimeout(options.timeout);
+  if (bad !== undefined) return Promise.reject(bad);
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return undefined;
+}
+
+function receive(
+  io: SocketIO,
+  want: number | Uint8Array,
+  line: number,
+  options: SocketCallOptions | undefined,
+): Promise<unknown> {
+  let timeout = io.timeout;
+  if (options !== undefined) {
+    const refused = refuseCall(options);
+    if (refused !== undefined) return refused;
+    if (options.timeout !== undefined) timeout = options.timeout;
+  }
+  if (io.conn === undefined) return Promise.reject(closedError(line > 0 ? "recvLine" : "recv"));
+  if (io.reader !== undefined) {
+    return Promise.reject(busyError(line > 0 ? "recvLine" : "recv", RECV_ADVICE));
+  }
+  const result = settle(io, want, line);
+  if (result !== NEED) {
+    return result instanceof SocketError ? Promise.reject(result) : Promise.resolve(result);
+  }
+  const w = _begin<unknown>();
   if (w instanceof Promise) return w;
   if (!io.reading) {
-    const size = typeof want === "number" ? want : want.length;
-    if (io.buf.length < size || io.buf === EMPTY) {
-      io.buf = new Uint8Array(size > BUFSIZE ? size : BUFSIZE);
-    }
-    io.reading = true;
-    io.conn.read(io.buf).then(io.onRead, io.onReadError);
+    startRead(
+      io,
+      line > 0 ? line + 1 : typeof want === "number" ? want : want.length,
+      line + 1,
+    );
   }
-  if (io.timeout === 0) {
+  if (timeout === 0) {
     w._fail(new SocketTimeout());
     return w.promise;
   }
   io.reader = w;
   io.want = want;
+  io.line = line;
   w._owner = io;
   w._onCancel = forgetReader;
-  w._arm(io.timeout, _timedOut);
+  w._arm(timeout, _timedOut);
+  if (options?.signal !== undefined) watchSignal(w, options.signal);
   return w.promise;
 }
 
-function startWrite(io: SocketIO, chunk: Uint8Array, owner: _Waiter<number | undefined>): void {
+function startWrite(io: SocketIO, chunk: Uint8Array): void {
   io.writing = true;
-  io.wowner = owner;
-  io.conn!.write(chunk).then(io.onWrite, io.onWriteError);
+  io.conn!.write(chunk).then(io.onWrite, io.onWrite);
+}
+
+/** Starts the first queued send (called when no send is in progress and no write is). */
+function nextSend(io: SocketIO): void {
+  const q = io.queue;
+  if (q === undefined || io.conn === undefined) return;
+  while (q.length > 0) {
+    const { w, data, all } = q.shift()!;
+    if (data.length === 0) {
+      w._wake(all ? undefined : 0);
+      continue;
+    }
+    io.writer = w;
+    io.wdata = data;
+    io.wsent = 0;
+    io.wall = all;
+    startWrite(io, data);
+    return;
+  }
 }
 
 function writeDone(io: SocketIO, n: number): void {
-  const owner = io.wowner;
   io.writing = false;
-  io.wowner = undefined;
+  if (io.conn === undefined) return; // closed meanwhile: the senders were already failed
   const w = io.writer;
-  if (w === undefined) return; // an interrupted write finished; nobody waits
-  if (io.conn === undefined) return; // closed meanwhile: the writer was already failed
-  if (owner !== w) {
-    // The write of an interrupted send finished: this send's data goes next.
-    startWrite(io, io.wdata, w);
+  if (w === undefined) { // the chunk of an interrupted send is written: the queue moves on
+    nextSend(io);
     return;
   }
   const sent = io.wsent += n;
-  if (io.wall && sent < io.wdata.length) {
-    startWrite(io, io.wdata.subarray(sent), w);
+  const all = io.wall;
+  if (all && sent < io.wdata.length) {
+    startWrite(io, io.wdata.subarray(sent));
     return;
   }
   io.writer = undefined;
-  w._wake(io.wall ? undefined : sent);
+  io.wdata = EMPTY;
+  w._wake(all ? undefined : sent);
+  nextSend(io);
 }
 
 function writeFailed(io: SocketIO, error: unknown): void {
   io.writing = false;
-  io.wowner = undefined;
+  if (io.conn === undefined) return; // closed meanwhile: the senders were already failed
   const w = io.writer;
   if (w !== undefined) {
     io.writer = undefined;
-    w._fail(io.conn === undefined ? closedError("send") : _socketError(error, "send"));
+    io.wdata = EMPTY;
+    w._fail(_socketError(error, "send"));
   }
+  nextSend(io); // each later send fails (or not) on its own
 }
 
 function forgetWriter(w: _Waiter<number | undefined>): void {
   const io = w._owner as SocketIO;
   if (io.writer === w) {
+    // Its chunk in flight cannot be recalled: the next send starts once it is written.
     io.writer = undefined;
     io.wdata = EMPTY;
+    if (!io.writing) nextSend(io);
+    return;
+  }
+  const q = io.queue;
+  if (q === undefined) return;
+  for (let i = 0; i < q.length; i++) {
+    if (q[i].w === w) {
+      q.splice(i, 1); // it never started: none of its bytes are sent
+      return;
+    }
   }
 }
 
-function transmit(io: SocketIO, data: Uint8Array, all: boolean): Promise<number | undefined> {
+function transmit(
+  io: SocketIO,
+  data: Uint8Array,
+  all: boolean,
+  options: SocketCallOptions | undefined,
+): Promise<number | undefined> {
   if (!(data instanceof Uint8Array)) {
     return Promise.reject(
       new TypeError(`'data' must be a Uint8Array: current value is ${String(data)}`),
     );
   }
+  let timeout = io.timeout;
+  if (options !== undefined) {
+    const refused = refuseCall(options);
+    if (refused !== undefined) return refused;
+    if (options.timeout !== undefined) timeout = options.timeout;
+  }
   if (io.conn === undefined) return Promise.reject(closedError("send"));
-  if (io.writer !== undefined) return Promise.reject(busyError("send"));
-  if (data.length === 0) return Promise.resolve(all ? undefined : 0);
+  const idle = io.writer === undefined && !io.writing;
+  if (data.length === 0 && idle) return Promise.resolve(all ? undefined : 0);
   const w = _begin<number | undefined>();
   if (w instanceof Promise) return w;
-  io.writer = w;
-  io.wdata = data;
-  io.wsent = 0;
-  io.wall = all;
   w._owner = io;
   w._onCancel = forgetWriter;
-  if (!io.writing) startWrite(io, data, w);
-  w._arm(io.timeout, _timedOut);
+  if (idle) {
+    io.writer = w;
+    io.wdata = data;
+    io.wsent = 0;
+    io.wall = all;
+    startWrite(io, data);
+  } else {
+    (io.queue ??= []).push({ w, data, all });
+  }
+  w._arm(timeout, _timedOut);
+  if (options?.signal !== undefined) watchSignal(w, options.signal);
   return w.promise;
 }
 
@@ -454,16 +792,32 @@ export interface SocketOptions {
  * methods. Create one with {@linkcode createConnection}, receive them from
  * {@linkcode ListeningSocket.accept}, or wrap any `Deno.Conn`.
  *
- * Guarantees: a `recv` interrupted by a `Timeout`, the socket timeout or `kill()` loses no
- * bytes and leaves the socket usable. One greenlet at a time may receive (and one may
- * send); a second one is rejected with `EBUSY`. `close()` is synchronous and idempotent;
- * calls pending in other greenlets then fail with `EBADF`.
+ * Guarantees: a `recv` or `recvLine` interrupted by a `Timeout`, a timeout, a signal or
+ * `kill()` loses no bytes and leaves the socket usable: what its read brings is returned by
+ * the next call. `close()` is synchronous and idempotent; calls pending in other greenlets
+ * then fail with `EBADF`.
  *
- * Sharp edge: a write cannot be cancelled either. A `send`/`sendall` interrupted by a kill
- * or a timeout stops waiting, but the chunk already handed to Deno is still written (in
- * order, before anything sent later) and the rest of the data is not: the peer may have
- * received a prefix of it. After an interrupted `sendall`, close the socket unless the
- * protocol can resynchronise.
+ * Sharing a socket between greenlets:
+ * - Sending: any number of greenlets may `send`/`sendall` at once (a chat server that
+ *   broadcasts to every client, say). The calls queue: they complete in call order, and the
+ *   bytes of one `sendall` are written together, never interleaved with another call's. The
+ *   `timeout` of a queued call counts its time in the queue.
+ * - Receiving: one greenlet at a time. A second `recv`, `recvInto` or `recvLine` while one
+ *   waits is rejected with a {@linkcode SocketError} `EBUSY`, as gevent raises
+ *   `ConcurrentObjectUseError`: two readers of one stream would each get arbitrary pieces of
+ *   it. Receive in one greenlet and hand the data to the others (through a `Queue`).
+ *
+ * Sharp edge: a write cannot be cancelled either. A `send`/`sendall` interrupted by a kill,
+ * a timeout or a signal stops waiting, but the chunk already handed to Deno is still
+ * written (in order, before anything sent later) and the rest of the data is not: the peer
+ * may have received a prefix of it. After an interrupted `sendall`, close the socket unless
+ * the protocol can resynchronise. (A call interrupted while still queued sends nothing.)
+ *
+ * Memory: a socket holds a read buffer only while a read is outstanding or bytes it read
+ * are not yet taken, then gives it back to a small shared pool. A read asks for at most what
+ * the call does (`bufsize`, the `recvInto` array, `maxLength`): 2 KiB at first, then more
+ * after reads that filled their buffer and less after small ones (1 KiB at least). An idle
+ * connection with a `recv` pending so holds 1 to 2 KiB, one with none pending holds none.
  *
  * @example An echo round trip on loopback
  * ```ts
@@ -508,7 +862,7 @@ export class Socket {
   /**
    * Milliseconds each blocking operation may wait before it throws
    * {@linkcode SocketTimeout}; `undefined` (the default) waits forever, `0` never waits
-   * (gevent: `settimeout`, in milliseconds).
+   * (gevent: `settimeout`, in milliseconds). A call's own `timeout` option overrides it.
    */
   get timeout(): number | undefined {
     return this.#io.timeout;
@@ -531,16 +885,36 @@ export class Socket {
   /**
    * Receives up to `bufsize` bytes. Resolves with what has arrived (at least one byte), or
    * an empty array at end of stream. A blocking call; bytes buffered by an earlier,
-   * interrupted `recv` are returned at once.
+   * interrupted call are returned at once.
+   *
+   * A result of up to 2 KiB is a view of a shared slab, as Node's pooled Buffers are: its
+   * bytes are its own, but its `buffer` also holds other results. Copy it (`slice()`)
+   * before transferring its `buffer` to a worker.
    *
    * @param bufsize The most bytes to return (default 65536).
+   * @param options `timeout` (default: the socket's) and `signal`.
    * @returns The bytes; empty at end of stream.
-   * @throws {RangeError} (as a rejection) If `bufsize` is not a positive integer.
-   * @throws {SocketTimeout} (as a rejection) If nothing arrived within `timeout`.
+   * @throws {RangeError} (as a rejection) If `bufsize` is not a positive integer, or for a
+   *   bad `timeout`.
+   * @throws {SocketTimeout} (as a rejection) If nothing arrived within the timeout.
    * @throws {SocketError} (as a rejection) If the socket is closed (`EBADF`), reset, or
    *   already receiving in another greenlet (`EBUSY`).
+   *
+   * @example Waiting at most 50 ms for data
+   * ```ts
+   * import { createConnection, listen, SocketTimeout } from "./socket.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * await assert.rejects(sock.recv(1024, { timeout: 50 }), SocketTimeout);
+   * await peer.sendall(new Uint8Array([1, 2, 3]));
+   * assert.deepEqual(await sock.recv(1024), new Uint8Array([1, 2, 3]));
+   * ```
    */
-  recv(bufsize: number = BUFSIZE): Promise<Uint8Array> {
+  recv(bufsize: number = BUFSIZE, options?: SocketCallOptions): Promise<Uint8Array> {
     if (typeof bufsize !== "number" || !Number.isInteger(bufsize) || bufsize < 1) {
       try {
         checkSize("bufsize", bufsize);
@@ -548,7 +922,7 @@ export class Socket {
         return Promise.reject(error);
       }
     }
-    return receive(this.#io, bufsize) as Promise<Uint8Array>;
+    return receive(this.#io, bufsize, 0, options) as Promise<Uint8Array>;
   }
 
   /**
@@ -556,48 +930,168 @@ export class Socket {
    * array and resolves with the number of bytes (0 at end of stream).
    *
    * @param buffer Where to put the bytes; at most `buffer.length` are received.
+   * @param options `timeout` (default: the socket's) and `signal`.
    * @returns The number of bytes received; 0 at end of stream.
    * @throws {TypeError} (as a rejection) If `buffer` is not a non-empty Uint8Array.
-   * @throws {SocketTimeout} (as a rejection) If nothing arrived within `timeout`.
+   * @throws {SocketTimeout} (as a rejection) If nothing arrived within the timeout.
    * @throws {SocketError} (as a rejection) If the socket is closed, reset, or busy.
+   *
+   * @example
+   * ```ts
+   * import { createConnection, listen } from "./socket.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * await peer.sendall(new TextEncoder().encode("hello"));
+   * const buf = new Uint8Array(3);
+   * assert.equal(await sock.recvInto(buf), 3);
+   * assert.equal(new TextDecoder().decode(buf), "hel");
+   * ```
    */
-  recvInto(buffer: Uint8Array): Promise<number> {
+  recvInto(buffer: Uint8Array, options?: SocketCallOptions): Promise<number> {
     if (!(buffer instanceof Uint8Array) || buffer.length === 0) {
       return Promise.reject(
         new TypeError(`'buffer' must be a non-empty Uint8Array: current value is ${buffer}`),
       );
     }
-    return receive(this.#io, buffer) as Promise<number>;
+    return receive(this.#io, buffer, 0, options) as Promise<number>;
+  }
+
+  /**
+   * Receives one line, decoded from UTF-8: gevent's `makefile().readline()`. Resolves with
+   * the line including its `"\n"`, with the rest of the stream at its end when that rest
+   * has no `"\n"`, and with `""` at end of stream. A blocking call: the `timeout` bounds the
+   * whole call, however many reads it takes.
+   *
+   * No bytes are lost: a call interrupted by a timeout, a `Timeout`, a signal or `kill()`
+   * keeps what it read, so the next `recvLine` (or `recv`) sees the same bytes. Unlike
+   * Python's `makefile()`, the socket stays usable after a timeout. `recvLine` and `recv`
+   * share one buffer and can be mixed freely (a line-based header, then raw bytes).
+   *
+   * @param options `maxLength` (bytes, counting the `"\n"`; default 65536), `timeout`
+   *   (default: the socket's), `signal`.
+   * @returns The line; `""` at end of stream.
+   * @throws {RangeError} (as a rejection) If `maxLength` is not a positive integer, or for
+   *   a bad `timeout`.
+   * @throws {SocketError} (as a rejection) `EMSGSIZE` if the line is longer than
+   *   `maxLength`: its bytes stay buffered for the next call (read them with `recv`, or
+   *   close the connection). `EBADF`, `EBUSY` and resets as for {@linkcode Socket.recv}.
+   * @throws {SocketTimeout} (as a rejection) If the line was not complete within the timeout.
+   *
+   * @example A line-based exchange
+   * ```ts
+   * import { createConnection, listen } from "./socket.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * await peer.sendall(new TextEncoder().encode("HELO example\r\nQUIT\r\nrest"));
+   * await peer.shutdown();
+   * assert.equal(await sock.recvLine(), "HELO example\r\n");
+   * assert.equal(await sock.recvLine({ timeout: 1000 }), "QUIT\r\n");
+   * assert.equal(await sock.recvLine(), "rest");
+   * assert.equal(await sock.recvLine(), "");
+   * ```
+   *
+   * @example A line that is too long
+   * ```ts
+   * import { createConnection, listen, SocketError } from "./socket.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * await peer.sendall(new TextEncoder().encode("0123456789\n"));
+   * await assert.rejects(
+   *   sock.recvLine({ maxLength: 8 }),
+   *   (e: SocketError) => e.code === "EMSGSIZE",
+   * );
+   * assert.equal(await sock.recvLine({ maxLength: 16 }), "0123456789\n"); // nothing was lost
+   * ```
+   */
+  recvLine(options?: RecvLineOptions): Promise<string> {
+    const maxLength = options?.maxLength ?? MAX_LINE;
+    if (typeof maxLength !== "number" || !Number.isInteger(maxLength) || maxLength < 1) {
+      try {
+        checkSize("maxLength", maxLength);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return receive(this.#io, 0, maxLength, options) as Promise<string>;
   }
 
   /**
    * Sends some of `data` with one write and resolves with how many bytes were written
-   * (possibly fewer than `data.length`). A blocking call.
+   * (possibly fewer than `data.length`). A blocking call; while other sends on this socket
+   * are in progress it waits for them first.
    *
    * @param data The bytes to send.
+   * @param options `timeout` (default: the socket's) and `signal`.
    * @returns The number of bytes written.
    * @throws {TypeError} (as a rejection) If `data` is not a Uint8Array.
-   * @throws {SocketTimeout} (as a rejection) If the write did not finish within `timeout`.
-   * @throws {SocketError} (as a rejection) If the socket is closed (`EBADF`), the peer is
-   *   gone (`EPIPE`, `ECONNRESET`), or another greenlet is sending (`EBUSY`).
+   * @throws {SocketTimeout} (as a rejection) If the write did not finish within the timeout.
+   * @throws {SocketError} (as a rejection) If the socket is closed (`EBADF`) or the peer is
+   *   gone (`EPIPE`, `ECONNRESET`).
+   *
+   * @example
+   * ```ts
+   * import { createConnection, listen } from "./socket.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * const n = await sock.send(new TextEncoder().encode("hi"));
+   * assert.equal(n, 2);
+   * ```
    */
-  send(data: Uint8Array): Promise<number> {
-    return transmit(this.#io, data, false) as Promise<number>;
+  send(data: Uint8Array, options?: SocketCallOptions): Promise<number> {
+    return transmit(this.#io, data, false, options) as Promise<number>;
   }
 
   /**
    * Sends all of `data`, looping over partial writes. A blocking call; as in Python 3.5+,
-   * the socket's `timeout` bounds the whole call. See the class notes on interrupting a
-   * send: the bytes after the chunk in flight are then not sent.
+   * the timeout bounds the whole call (including the wait behind earlier sends). Several
+   * greenlets may call it at once: the calls complete in call order and their bytes never
+   * interleave. See the class notes on interrupting a send: the bytes after the chunk in
+   * flight are then not sent.
    *
    * @param data The bytes to send.
+   * @param options `timeout` (default: the socket's) and `signal`.
    * @returns A promise that resolves once every byte was handed to the OS.
    * @throws {TypeError} (as a rejection) If `data` is not a Uint8Array.
-   * @throws {SocketTimeout} (as a rejection) If it did not finish within `timeout`.
+   * @throws {SocketTimeout} (as a rejection) If it did not finish within the timeout.
    * @throws {SocketError} (as a rejection) As for {@linkcode Socket.send}.
+   *
+   * @example Two greenlets sending on one socket
+   * ```ts
+   * import { createConnection, listen } from "./socket.ts";
+   * import { joinAll, spawn } from "./greenlet.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using server = listen(["127.0.0.1", 0]);
+   * using sock = await createConnection(server.getsockname());
+   * const [peer] = await server.accept();
+   * using _ = peer;
+   * const enc = new TextEncoder();
+   * await joinAll([
+   *   spawn(() => sock.sendall(enc.encode("one\n"))),
+   *   spawn(() => sock.sendall(enc.encode("two\n"))),
+   * ], { raiseError: true });
+   * assert.equal(await peer.recvLine(), "one\n");
+   * assert.equal(await peer.recvLine(), "two\n");
+   * ```
    */
-  sendall(data: Uint8Array): Promise<void> {
-    return transmit(this.#io, data, true) as Promise<void>;
+  sendall(data: Uint8Array, options?: SocketCallOptions): Promise<void> {
+    return transmit(this.#io, data, true, options) as Promise<void>;
   }
 
   /**
@@ -618,8 +1112,8 @@ export class Socket {
   }
 
   /**
-   * Closes the socket. Synchronous and idempotent; a `recv` or `send` pending in another
-   * greenlet fails with `EBADF`, and later calls do too.
+   * Closes the socket. Synchronous and idempotent; a `recv` or `send` pending (or queued) in
+   * another greenlet fails with `EBADF`, and later calls do too.
    */
   close(): void {
     const io = this.#io;
@@ -627,7 +1121,8 @@ export class Socket {
     if (conn === undefined) return;
     io.conn = undefined;
     io.closed = conn;
-    io.start = io.end = 0;
+    if (io.reading) io.start = io.end = io.scanned = 0; // the read's end drops the buffer
+    else dropBuffer(io);
     try {
       conn.close();
     } catch {
@@ -639,13 +1134,16 @@ export class Socket {
       r._fail(new SocketError("recv: File descriptor was closed in another greenlet", "EBADF"));
     }
     const w = io.writer;
-    if (w !== undefined) {
-      io.writer = undefined;
-      io.wdata = EMPTY;
-      w._fail(new SocketError("send: File descriptor was closed in another greenlet", "EBADF"));
+    const queued = io.queue;
+    io.writer = undefined;
+    io.wdata = EMPTY;
+    io.queue = undefined;
+    const closedMeanwhile = "send: File descriptor was closed in another greenlet";
+    w?._fail(new SocketError(closedMeanwhile, "EBADF"));
+    if (queued !== undefined) {
+      for (const s of queued) s.w._fail(new SocketError(closedMeanwhile, "EBADF"));
     }
   }
-
   /** Same as {@linkcode Socket.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
@@ -1083,7 +1581,11 @@ export class ListeningSocket {
       io.error = undefined;
       return Promise.reject(err);
     }
-    if (io.waiter !== undefined) return Promise.reject(busyError("accept"));
+    if (io.waiter !== undefined) {
+      return Promise.reject(
+        busyError("accept", "accept in one greenlet at a time (a StreamServer does)"),
+      );
+    }
     const w = _begin<Deno.Conn>();
     if (w instanceof Promise) return w as Promise<never>;
     if (!io.accepting) {

@@ -6,21 +6,31 @@
  *
  * ```sh
  * deno run -A bench/echo_compare.ts [--runs=5] [--clients=50] [--rounds=2000] [--no-gevent]
+ *   [--baseline=DIR]
  * ```
  *
  * Every measurement runs in a fresh process (`--child lib|raw`), after a warm-up of a tenth
- * of the size in that process; the runs of the three implementations are interleaved so
+ * of the size in that process; the runs of the implementations are interleaved so
  * background noise spreads over all of them, and the table shows the median (lowest,
  * highest). Targets (issue 3): lib >= 90% of raw Deno, lib >= 1.5x gevent. When gevent
  * cannot run, the reference median in `../shared/anchors/gevent/results.json` is used and
  * marked as such.
  *
+ * `--baseline=DIR` adds another copy of the library (a checkout of an earlier commit, say
+ * `git archive HEAD | tar -x -C DIR`) to the same interleaved runs, so a change is measured
+ * before and after in one run: its row and its ratio to raw Deno are printed as well.
+ *
  * @module
  */
 
-import { joinAll, socket, spawn, StreamServer } from "../mod.ts";
+type Lib = typeof import("../mod.ts");
 
 const SIZE = 64;
+
+function stringOption(name: string): string | undefined {
+  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
+  return arg?.slice(name.length + 3);
+}
 
 function option(name: string, fallback: number): number {
   const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
@@ -30,7 +40,8 @@ function option(name: string, fallback: number): number {
 // ---------------------------------------------------------------------------------------
 // The two JavaScript implementations (run in a child process)
 
-async function libEcho(clients: number, rounds: number): Promise<number> {
+async function libEcho(lib: Lib, clients: number, rounds: number): Promise<number> {
+  const { joinAll, socket, spawn, StreamServer } = lib;
   const server = new StreamServer(["127.0.0.1", 0], async (sock) => {
     sock.setNoDelay();
     for (;;) {
@@ -133,7 +144,13 @@ interface Figures {
   note?: string;
 }
 
-async function child(kind: "lib" | "raw", clients: number, rounds: number): Promise<number> {
+/** One measurement in a fresh process: the library (from `libDir` if given) or raw Deno. */
+async function child(
+  kind: "lib" | "raw",
+  clients: number,
+  rounds: number,
+  libDir?: string,
+): Promise<number> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -143,6 +160,7 @@ async function child(kind: "lib" | "raw", clients: number, rounds: number): Prom
       kind,
       `--clients=${clients}`,
       `--rounds=${rounds}`,
+      ...(libDir === undefined ? [] : [`--lib=${libDir}`]),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -199,7 +217,15 @@ async function main(): Promise<void> {
   const at = Deno.args.indexOf("--child");
   if (at >= 0) {
     const kind = Deno.args[at + 1] as "lib" | "raw";
-    const run = kind === "lib" ? libEcho : rawEcho;
+    let run = rawEcho;
+    if (kind === "lib") {
+      // Only the library under test is loaded (a second copy would bring a second hub).
+      const dir = stringOption("lib");
+      const lib: Lib = await import(
+        dir === undefined ? "../mod.ts" : new URL(`file://${Deno.realPathSync(dir)}/mod.ts`).href
+      );
+      run = (c, r) => libEcho(lib, c, r);
+    }
     await run(clients, Math.max(1, Math.round(rounds / 10))); // warm-up
     const roundTripsPerSec = await run(clients, rounds);
     console.log(JSON.stringify({ kind, roundTripsPerSec }));
@@ -207,12 +233,17 @@ async function main(): Promise<void> {
   }
   const runs = option("runs", 5);
   const withGevent = !Deno.args.includes("--no-gevent");
+  const baselineDir = stringOption("baseline");
   const lib: Figures = { values: [] };
+  const base: Figures = { values: [] };
   const raw: Figures = { values: [] };
   const gev: Figures = { values: [] };
   for (let i = 0; i < runs; i++) {
     raw.values.push(await child("raw", clients, rounds));
     lib.values.push(await child("lib", clients, rounds));
+    if (baselineDir !== undefined) {
+      base.values.push(await child("lib", clients, rounds, baselineDir));
+    }
     if (withGevent && gev.note === undefined) {
       const g = await gevent();
       if (typeof g === "number") gev.values.push(g);
@@ -233,6 +264,9 @@ async function main(): Promise<void> {
   console.log(`| implementation | round trips/s |`);
   console.log(`| --- | --- |`);
   console.log(`| @x/gevent StreamServer + Socket | ${fmt(lib)} |`);
+  if (baselineDir !== undefined) {
+    console.log(`| the same, baseline ${baselineDir} | ${fmt(base)} |`);
+  }
   console.log(`| raw Deno.listen / Deno.connect | ${fmt(raw)} |`);
   console.log(`| gevent 22.10 StreamServer | ${fmt(gev)} |`);
   console.log();
@@ -240,6 +274,9 @@ async function main(): Promise<void> {
   console.log(
     `lib / raw Deno = ${vsRaw.toFixed(2)} (target >= 0.90: ${vsRaw >= 0.9 ? "met" : "MISSED"})`,
   );
+  if (baselineDir !== undefined) {
+    console.log(`baseline / raw = ${(median(base.values) / r).toFixed(2)} (same run)`);
+  }
   if (gev.values.length > 0) {
     const g = median(gev.values);
     const vsGevent = l / g;

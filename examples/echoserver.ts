@@ -12,41 +12,13 @@
 import { joinAll, socket, spawn, StreamServer } from "../mod.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** Reads lines (ending in `\n`) from a socket; resolves `""` at end of stream. */
-class LineReader {
-  #sock: socket.Socket;
-  #pending = "";
-  constructor(sock: socket.Socket) {
-    this.#sock = sock;
-  }
-  async readline(): Promise<string> {
-    for (;;) {
-      const i = this.#pending.indexOf("\n");
-      if (i >= 0) {
-        const line = this.#pending.slice(0, i + 1);
-        this.#pending = this.#pending.slice(i + 1);
-        return line;
-      }
-      const data = await this.#sock.recv();
-      if (data.length === 0) {
-        const rest = this.#pending;
-        this.#pending = "";
-        return rest;
-      }
-      this.#pending += dec.decode(data, { stream: true });
-    }
-  }
-}
 
 /** The handler: gevent's `echo(socket, address)`. */
 async function echo(sock: socket.Socket, address: socket.Address): Promise<void> {
   console.log(`New connection from ${address[0]}:${address[1]}`);
   await sock.sendall(enc.encode("Welcome to the echo server! Type quit to exit.\r\n"));
-  const reader = new LineReader(sock);
   for (;;) {
-    const line = await reader.readline();
+    const line = await sock.recvLine(); // the line with its "\n"; "" at end of stream
     if (line === "") {
       console.log("client disconnected");
       break;
@@ -66,10 +38,9 @@ async function selfTest(): Promise<void> {
   console.log(`Self-test: echo server on ${server.address.join(":")}`);
   const client = async (name: string): Promise<string> => {
     using sock = await socket.createConnection(server.address, { timeout: 2000 });
-    const reader = new LineReader(sock);
-    await reader.readline(); // the welcome line
+    await sock.recvLine(); // the welcome line
     await sock.sendall(enc.encode(`hello from ${name}\r\n`));
-    const answer = await reader.readline();
+    const answer = await sock.recvLine();
     await sock.sendall(enc.encode("quit\r\n"));
     return answer.trim();
   };

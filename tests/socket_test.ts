@@ -1,8 +1,10 @@
+import "./_deadline.ts";
 import assert from "node:assert/strict";
 import { getCurrent, GreenletExit, joinAll, spawn } from "../greenlet.ts";
 import { sleep } from "../hub.ts";
 import { Event } from "../event.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
+import { StreamServer } from "../server.ts";
 import {
   createConnection,
   GaiError,
@@ -469,13 +471,18 @@ Deno.test("writing to a connection the peer closed fails with a SocketError", as
   assert.ok(err.cause instanceof Error);
 });
 
-Deno.test("a second greenlet receiving on the same socket is rejected with EBUSY", async () => {
+Deno.test("a second greenlet receiving on the same socket is rejected with EBUSY, which says what to do", async () => {
   const [client, peer] = await pair();
   using _c = client;
   using _p = peer;
   const first = spawn(() => client.recv());
   await sleep(0);
-  await assert.rejects(client.recv(), (e: SocketError) => e.code === "EBUSY");
+  const busy = (e: SocketError) =>
+    e instanceof SocketError && e.code === "EBUSY" && /\(EBUSY\)/.test(e.message) &&
+    /receive in one greenlet at a time/.test(e.message);
+  await assert.rejects(client.recv(), busy);
+  await assert.rejects(client.recvInto(new Uint8Array(4)), busy);
+  await assert.rejects(client.recvLine(), busy);
   await peer.sendall(enc.encode("one"));
   await first.join();
   assert.equal(text(first.value as Uint8Array), "one");
@@ -612,6 +619,439 @@ Deno.test("a blocking call inside a greenlet lets the others run", async () => {
   await writer.join();
   assert.deepEqual(order.slice(0, 2), ["reading", "writing"]);
   assert.ok(order.includes("read x"));
+});
+
+// ---------------------------------------------------------------------------------------
+// Read buffers: sized to the call, handed back once consumed
+
+/**
+ * A connected pair whose first socket records the buffer of every read it starts (and calls
+ * `onRead` then): [client, reads, peer].
+ */
+async function recordedPair(onRead?: () => void): Promise<[Socket, Uint8Array[], Socket]> {
+  using server = listen(["127.0.0.1", 0]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.getsockname()[1] });
+  const reads: Uint8Array[] = [];
+  const read = conn.read.bind(conn);
+  conn.read = (p: Uint8Array) => {
+    reads.push(p);
+    onRead?.();
+    return read(p);
+  };
+  const [peer] = await server.accept();
+  return [new Socket(conn), reads, peer];
+}
+
+Deno.test("recv() and recvInto() read into a buffer sized to the call, not a fixed 64 KiB", async () => {
+  const [client, reads, peer] = await recordedPair();
+  using _c = client;
+  using _p = peer;
+  await peer.sendall(enc.encode("hello"));
+  assert.equal(text(await client.recv(16)), "hello");
+  await peer.sendall(enc.encode("world"));
+  assert.equal(await client.recvInto(new Uint8Array(8)), 5);
+  assert.equal(reads.length, 2);
+  for (const r of reads) {
+    assert.ok(r.buffer.byteLength <= 1024, `a small read used a ${r.buffer.byteLength} B buffer`);
+  }
+});
+
+Deno.test("a socket hands its read buffer back once the bytes are taken; an interrupted read keeps it", async () => {
+  const [a, readsA, peerA] = await recordedPair();
+  const [b, readsB, peerB] = await recordedPair();
+  using _a = a;
+  using _pa = peerA;
+  using _b = b;
+  using _pb = peerB;
+  await peerA.sendall(enc.encode("to a"));
+  assert.equal(text(await a.recv(100)), "to a");
+  await peerB.sendall(enc.encode("to b"));
+  assert.equal(text(await b.recv(100)), "to b");
+  // a held no buffer once its recv returned: b's read reused the one a gave back.
+  assert.equal(readsB[0].buffer, readsA[0].buffer, "the idle socket kept its read buffer");
+  // An interrupted recv leaves its read outstanding: that buffer is not handed to anyone.
+  await assert.rejects(a.recv(100, { timeout: 10 }), SocketTimeout);
+  const pending = readsA[1].buffer;
+  await peerB.sendall(enc.encode("b again"));
+  assert.equal(text(await b.recv(100)), "b again");
+  assert.notEqual(readsB[1].buffer, pending, "a buffer in use by a pending read was reused");
+  await peerA.sendall(enc.encode("late"));
+  assert.equal(text(await a.recv(100)), "late"); // the bytes of the interrupted read
+  await peerB.sendall(enc.encode("b last"));
+  assert.equal(text(await b.recv(100)), "b last");
+  assert.equal(readsB[2].buffer, pending, "the buffer was not handed back after its bytes");
+});
+
+Deno.test("reads grow for a bulk transfer, up to bufsize, and every byte arrives", async () => {
+  const [client, reads, peer] = await recordedPair();
+  using _c = client;
+  using _p = peer;
+  const data = new Uint8Array(4 * 1024 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = i % 253;
+  const sender = spawn(() => peer.sendall(data));
+  const got = new Uint8Array(data.length);
+  for (let n = 0; n < data.length;) {
+    const chunk = await client.recv(65536);
+    assert.ok(chunk.length > 0 && chunk.length <= 65536);
+    got.set(chunk, n);
+    n += chunk.length;
+  }
+  await sender.join();
+  assert.deepEqual(got, data);
+  const largest = Math.max(...reads.map((r) => r.length));
+  assert.ok(largest >= 32768, `the largest read asked for ${largest} bytes`);
+  assert.ok(largest <= 65536, `a read asked for more than bufsize: ${largest}`);
+});
+
+// ---------------------------------------------------------------------------------------
+// Several greenlets sending on one socket
+
+/** Resolves with every byte `sock` receives until end of stream. */
+async function recvAll(sock: Socket): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (let c; (c = await sock.recv()).length > 0;) {
+    chunks.push(c);
+    total += c.length;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Asserts `data` is runs of `fill[i]` repeated `lengths[i]` times, in that order. */
+function assertRuns(data: Uint8Array, runs: [fill: number, length: number][]): void {
+  let at = 0;
+  for (const [fill, length] of runs) {
+    const run = data.subarray(at, at + length);
+    const bad = run.findIndex((b) => b !== fill);
+    assert.ok(run.length === length && bad < 0, `run of ${fill} x ${length} broken at ${at + bad}`);
+    at += length;
+  }
+  assert.equal(data.length, at, "extra bytes after the expected runs");
+}
+
+Deno.test("sendall() from several greenlets at once: calls queue, complete in call order, never interleave", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  // Each is larger than the socket buffers, so every sendall has to wait for the peer.
+  const size = 4 * 1024 * 1024;
+  const done: number[] = [];
+  const senders = [1, 2, 3].map((fill, i) =>
+    spawn(async () => {
+      await client.sendall(new Uint8Array(size).fill(fill));
+      done.push(i);
+    })
+  );
+  const small = spawn(async () => {
+    const n = await client.send(new Uint8Array(10).fill(4)); // send() queues as well
+    done.push(3);
+    return n;
+  });
+  const reader = spawn(() => recvExactly(peer, 3 * size + 10));
+  await joinAll([...senders, small, reader], { raiseError: true });
+  assert.deepEqual(done, [0, 1, 2, 3]);
+  assert.equal(small.value, 10);
+  assertRuns(reader.value as Uint8Array, [[1, size], [2, size], [3, size], [4, 10]]);
+});
+
+/** Reads one chat message (`[id, seq, length u32]` then `length` bytes); undefined at the end. */
+async function recvMessage(sock: Socket): Promise<Uint8Array | undefined> {
+  const first = await sock.recv(1);
+  if (first.length === 0) return undefined;
+  const head = new Uint8Array(6);
+  head[0] = first[0];
+  head.set(await recvExactly(sock, 5), 1);
+  const length = new DataView(head.buffer).getUint32(2);
+  const message = new Uint8Array(6 + length);
+  message.set(head);
+  message.set(await recvExactly(sock, length), 6);
+  return message;
+}
+
+Deno.test("a chat server that broadcasts with sendall() to every client delivers every message whole", async () => {
+  const clientCount = 4;
+  const perClient = 4;
+  const members = new Set<Socket>();
+  const everyoneJoined = new Event();
+  await using server = new StreamServer(["127.0.0.1", 0], async (sock) => {
+    members.add(sock);
+    if (members.size === clientCount) everyoneJoined.set();
+    try {
+      for (let m; (m = await recvMessage(sock)) !== undefined;) {
+        for (const member of [...members]) await member.sendall(m);
+      }
+    } finally {
+      members.delete(sock);
+    }
+  });
+  server.start();
+  /** Message `seq` of client `id`: large enough that a broadcast has to wait for readers. */
+  const message = (id: number, seq: number): Uint8Array => {
+    const length = 100_000 + seq * 60_000;
+    const m = new Uint8Array(6 + length).fill(id * 16 + seq);
+    m[0] = id;
+    m[1] = seq;
+    new DataView(m.buffer).setUint32(2, length);
+    return m;
+  };
+  const total = clientCount * perClient;
+  const client = async (id: number): Promise<void> => {
+    using sock = await createConnection(server.address);
+    const reader = spawn(async () => {
+      const next = new Array(clientCount).fill(0);
+      for (let i = 0; i < total; i++) {
+        const m = await recvMessage(sock);
+        assert.ok(m !== undefined, "the server closed the connection");
+        const [from, seq] = m;
+        assert.ok(from < clientCount, `a message from client ${from}: interleaved bytes`);
+        assert.equal(seq, next[from]++, `messages of client ${from} out of order`);
+        assert.deepEqual(m, message(from, seq), `message ${from}/${seq} arrived broken`);
+      }
+    });
+    await everyoneJoined.wait();
+    for (let seq = 0; seq < perClient; seq++) await sock.sendall(message(id, seq));
+    await reader.join();
+    if (!reader.successful()) throw reader.exception;
+  };
+  const report = await captureReports(async () => {
+    const clients = Array.from({ length: clientCount }, (_, id) => spawn(client, id));
+    await joinAll(clients, { raiseError: true });
+  });
+  assert.equal(report, "", "the server reported a failure");
+});
+
+Deno.test("a queued sendall() interrupted by kill() or its timeout sends nothing; the queue goes on", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  const size = 32 * 1024 * 1024; // far more than the socket buffers: it waits for the reader
+  const first = spawn(() => client.sendall(new Uint8Array(size).fill(1)));
+  const killed = spawn(() => client.sendall(new Uint8Array(1000).fill(2)));
+  const timed = spawn(() =>
+    client.sendall(new Uint8Array(1000).fill(3), { timeout: 10 }).catch((e) => e)
+  );
+  const last = spawn(() => client.sendall(new Uint8Array(1000).fill(4)));
+  await sleep(0); // all four have called sendall, in this order
+  await killed.kill();
+  assert.ok(killed.value instanceof GreenletExit);
+  await timed.join();
+  assert.ok(timed.value instanceof SocketTimeout, String(timed.value));
+  assert.equal(first.dead, false);
+  const reader = spawn(() => recvAll(peer));
+  await joinAll([first, last], { raiseError: true });
+  await client.shutdown();
+  await reader.join();
+  assertRuns(reader.value as Uint8Array, [[1, size], [4, 1000]]);
+});
+
+Deno.test("close() fails the sends queued in other greenlets with EBADF", async () => {
+  const [client, peer] = await pair();
+  using _p = peer;
+  const big = new Uint8Array(32 * 1024 * 1024);
+  const senders = [big, new Uint8Array(10), new Uint8Array(10)].map((data) =>
+    spawn(() => client.sendall(data).catch((e) => e))
+  );
+  await sleep(0);
+  client.close();
+  await joinAll(senders);
+  for (const g of senders) {
+    assert.ok(g.value instanceof SocketError && g.value.code === "EBADF", String(g.value));
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// recvLine()
+
+Deno.test("recvLine() returns each line with its newline, the rest at end of stream, then an empty string", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  await peer.sendall(enc.encode("one\ntwo\r\n\nthree"));
+  await peer.shutdown();
+  assert.equal(await client.recvLine(), "one\n");
+  assert.equal(await client.recvLine(), "two\r\n");
+  assert.equal(await client.recvLine(), "\n");
+  assert.equal(await client.recvLine(), "three");
+  assert.equal(await client.recvLine(), "");
+  assert.equal(await client.recvLine(), "");
+  assert.equal((await client.recv()).length, 0);
+});
+
+Deno.test("recvLine() waits across reads, and decodes UTF-8 split between them", async () => {
+  let reading = Promise.withResolvers<void>();
+  const [client, reads, peer] = await recordedPair(() => reading.resolve());
+  using _c = client;
+  using _p = peer;
+  const line = spawn(() => client.recvLine());
+  const failed = line.join().then(() => { // ends the wait below if recvLine fails
+    if (!line.successful()) throw line.exception;
+  });
+  const bytes = enc.encode("héllo wörld ✓\n");
+  for (let i = 0; i < bytes.length; i++) {
+    await Promise.race([reading.promise, failed]); // recvLine started another read
+    reading = Promise.withResolvers();
+    await peer.sendall(bytes.subarray(i, i + 1)); // one byte per read
+  }
+  await failed;
+  assert.equal(line.value, "héllo wörld ✓\n");
+  assert.equal(reads.length, bytes.length);
+});
+
+Deno.test("recvLine() rejects a line longer than maxLength with EMSGSIZE and loses no bytes", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  await peer.sendall(enc.encode("0123456789abcdef\nshort\n"));
+  const err = await client.recvLine({ maxLength: 8 }).catch((e) => e);
+  assert.ok(err instanceof SocketError, String(err));
+  assert.equal(err.code, "EMSGSIZE");
+  assert.match(err.message, /maxLength \(8 bytes\) \(EMSGSIZE\)/);
+  assert.equal(text(await client.recv(4)), "0123"); // nothing was lost
+  assert.equal(await client.recvLine(), "456789abcdef\n");
+  assert.equal(await client.recvLine({ maxLength: 6 }), "short\n"); // maxLength counts "\n"
+  // A line that outgrows maxLength while it arrives, without a newline yet.
+  const long = spawn(() => client.recvLine({ maxLength: 100 }).catch((e) => e));
+  await peer.sendall(enc.encode("x".repeat(60)));
+  await sleep(0);
+  await peer.sendall(enc.encode("y".repeat(60)));
+  await long.join();
+  assert.equal((long.value as SocketError).code, "EMSGSIZE");
+  await peer.sendall(enc.encode("\n"));
+  assert.equal(await client.recvLine({ maxLength: 1000 }), "x".repeat(60) + "y".repeat(60) + "\n");
+  await assert.rejects(client.recvLine({ maxLength: 0 }), RangeError);
+  await assert.rejects(client.recvLine({ maxLength: "8" as unknown as number }), TypeError);
+  await assert.rejects(client.recvLine(5 as never), TypeError);
+});
+
+Deno.test("recvLine() interrupted by its timeout, a Timeout, a signal or kill() loses no bytes", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  await peer.sendall(enc.encode("par"));
+  await assert.rejects(client.recvLine({ timeout: 20 }), SocketTimeout);
+  await peer.sendall(enc.encode("ti"));
+  {
+    using timeout = Timeout.start(20);
+    await assert.rejects(client.recvLine(), (e) => e === timeout);
+  }
+  await peer.sendall(enc.encode("al"));
+  const ctl = new AbortController();
+  const aborted = client.recvLine({ signal: ctl.signal });
+  ctl.abort(new Error("stop"));
+  await assert.rejects(aborted, /stop/);
+  await assert.rejects(client.recvLine({ signal: ctl.signal }), /stop/); // already aborted
+  await killWhileWaiting(() => client.recvLine());
+  await peer.sendall(enc.encode(" line\nnext\n"));
+  assert.equal(await client.recvLine(), "partial line\n");
+  assert.equal(await client.recvLine(), "next\n");
+});
+
+Deno.test("recvLine() honours the timeout contract (its timeout option)", async (t) => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  await assertTimeoutContract(t, {
+    call: (ms) => client.recvLine({ timeout: ms }),
+    elapsed: elapsedIsSocketTimeout,
+  });
+});
+
+Deno.test("recvLine() and recv() share one buffer: a header line, then raw bytes", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  await peer.sendall(enc.encode("LENGTH 5\r\nhelloNEXT\n"));
+  assert.equal(await client.recvLine(), "LENGTH 5\r\n");
+  assert.equal(text(await recvExactly(client, 5)), "hello");
+  assert.equal(await client.recvLine(), "NEXT\n");
+});
+
+// ---------------------------------------------------------------------------------------
+// Per-call options and long timeouts
+
+/** Races `call()` against a 20 ms timer: which settled first. */
+async function racesTimer(call: () => Promise<unknown>): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    call().then(() => "settled", (e) => e instanceof SocketTimeout ? "timed out" : String(e)),
+    new Promise<string>((resolve) => timer = setTimeout(resolve, 20, "timer")),
+  ]);
+  clearTimeout(timer);
+  return outcome;
+}
+
+Deno.test("a timeout of 2 ** 31 ms or more does not fire at once", async (t) => {
+  const [client, peer] = await pair();
+  using _p = peer;
+  const pending: Promise<unknown>[] = [];
+  const keep = <T>(p: Promise<T>): Promise<T> => {
+    pending.push(p.catch(() => {}));
+    return p;
+  };
+  await t.step("recv({ timeout: 2 ** 31 })", async () => {
+    assert.equal(await racesTimer(() => keep(client.recv(1024, { timeout: 2 ** 31 }))), "timer");
+  });
+  client.close(); // ends that recv (EBADF), and with it its timer
+  const [client2, peer2] = await pair();
+  using _p2 = peer2;
+  await t.step("the socket's timeout of 2 ** 31", async () => {
+    client2.timeout = 2 ** 31;
+    assert.equal(await racesTimer(() => keep(client2.recv())), "timer");
+  });
+  client2.close();
+  const [client3, peer3] = await pair();
+  using _p3 = peer3;
+  await t.step("recvLine({ timeout: 2 ** 32 })", async () => {
+    assert.equal(await racesTimer(() => keep(client3.recvLine({ timeout: 2 ** 32 }))), "timer");
+  });
+  client3.close();
+  await t.step("accept() with a timeout of 2 ** 31", async () => {
+    const server = listen(["127.0.0.1", 0], { timeout: 2 ** 31 });
+    assert.equal(await racesTimer(() => keep(server.accept())), "timer");
+    server.close();
+  });
+  await Promise.all(pending);
+});
+
+Deno.test("a call's timeout option overrides the socket's timeout", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  client.timeout = 5;
+  const late = client.recv(100, { timeout: 60_000 });
+  assert.equal(await racesTimer(() => late), "timer", "the socket's timeout applied");
+  await peer.sendall(enc.encode("in time"));
+  assert.equal(text(await late), "in time");
+  client.timeout = undefined;
+  await assert.rejects(client.recv(100, { timeout: 10 }), SocketTimeout);
+  await assert.rejects(client.recv(100, { timeout: -1 }), RangeError);
+  await assert.rejects(client.sendall(enc.encode("x"), { timeout: NaN }), RangeError);
+  await assert.rejects(client.recv(100, 7 as never), TypeError);
+});
+
+Deno.test("an aborted signal interrupts recv() and sendall(); received bytes are kept", async () => {
+  const [client, peer] = await pair();
+  using _c = client;
+  using _p = peer;
+  const ctl = new AbortController();
+  const recv = client.recv(100, { signal: ctl.signal });
+  ctl.abort(new Error("stop reading"));
+  assert.equal(await racesTimer(() => recv), "Error: stop reading");
+  await assert.rejects(client.recv(100, { signal: ctl.signal }), /stop reading/);
+  await peer.sendall(enc.encode("kept"));
+  assert.equal(text(await client.recv(100)), "kept");
+  const ctl2 = new AbortController();
+  const big = new Uint8Array(32 * 1024 * 1024);
+  const send = client.sendall(big, { signal: ctl2.signal });
+  await sleep(0);
+  ctl2.abort(new Error("stop writing"));
+  await assert.rejects(send, /stop writing/);
 });
 
 Deno.test("mod.ts exports this module as the namespace socket", async () => {
