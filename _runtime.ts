@@ -95,3 +95,16 @@ export function _onLoopDrained(drained: () => boolean): void {
     P.on("beforeExit", () => void drained());
   }
 }
+
+/** @ignore Calls `listener` each time the process receives `signal` ("SIGUSR1", ...). */
+export function _addSignalListener(signal: string, listener: () => void): void {
+  if (D !== undefined) D.addSignalListener(signal, listener);
+  else if (typeof P?.on === "function") P.on(signal, listener);
+  else _needsDeno(`signalHandler("${signal}")`);
+}
+
+/** @ignore Undoes {@linkcode _addSignalListener}. */
+export function _removeSignalListener(signal: string, listener: () => void): void {
+  if (D !== undefined) D.removeSignalListener(signal, listener);
+  else P?.off?.(signal, listener);
+}

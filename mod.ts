@@ -108,3 +108,4 @@ export {
 } from "./server.ts";
 export type { Address, ListenTlsOptions, Socket } from "./socket.ts";
 export * as monkey from "./monkey.ts";
+export { type SignalHandle, signalHandler } from "./util.ts";

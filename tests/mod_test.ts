@@ -84,6 +84,7 @@ const SURFACE = [
   "joinAll",
   "killAll",
   "monkey",
+  "signalHandler",
   "sleep",
   "socket",
   "spawn",
