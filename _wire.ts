@@ -195,6 +195,9 @@ class PgTracker implements _Tracker {
 }
 
 // RESP: one streaming scanner counts complete top-level values; commands are the same format.
+/** First letters (upper case) of the commands whose names are spelled out (see `BLOCKING`). */
+const NAMED_FIRST = new Set([..."BXWSPM"].map((c) => c.charCodeAt(0)));
+
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -235,6 +238,11 @@ class RespScanner {
         if (this.#capturing) {
           const end = i + Math.min(take, Math.max(0, this.#skip - 2));
           for (let j = i; j < end && this.#name.length < 32; j++) {
+            if (this.#name.length === 0 && !NAMED_FIRST.has(data[j] & 0xdf)) {
+              this.#capturing = false;
+              this.lastName = "";
+              break;
+            }
             this.#name += String.fromCharCode(data[j]);
           }
         }
@@ -286,8 +294,11 @@ class RespScanner {
       case 0x3d: // = verbatim string
         if (num < 0) return this.#element();
         if (this.captureNames && this.#stack.length === 1 && this.#firstOfTop) {
-          this.#capturing = true;
+          // Only names that matter are spelled out (blocking and subscribing commands, 4 to 10
+          // letters): GET, SET and the like cost no string.
+          this.#capturing = num >= 4 && num <= 10;
           this.#name = "";
+          if (!this.#capturing) this.lastName = "";
         }
         this.#skip = num + 2;
         return 0;
