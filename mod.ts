@@ -107,5 +107,24 @@ export {
   type StreamServerOptions,
 } from "./server.ts";
 export type { Address, ListenTlsOptions, Socket } from "./socket.ts";
+export {
+  type AccessLog,
+  type EventStream,
+  eventStream,
+  type FetchApp,
+  type GreenletHandler,
+  type HttpHandler,
+  httpHandler,
+  type HttpHandlerOptions,
+  type HttpListenOptions,
+  HttpServer,
+  type HttpServerOptions,
+  type HttpStopOptions,
+  type ReceiveOptions,
+  type RequestPool,
+  type ServerSentEvent,
+  upgradeWebSocket,
+  type WebSocketConnection,
+} from "./http.ts";
 export * as monkey from "./monkey.ts";
 export { type SignalHandle, signalHandler } from "./util.ts";
