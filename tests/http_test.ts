@@ -346,7 +346,7 @@ Deno.test("stop() kills what is left after its timeout and closes streams and We
       });
     }
     if (path === "/ws") {
-      return upgradeWebSocket(req, async (ws) => {
+      return upgradeWebSocket(req, async (_ws) => {
         socketOpen.set();
         try {
           await sleep(60_000);

@@ -5,27 +5,34 @@
  */
 import "./_deadline.ts";
 import assert from "node:assert/strict";
-import { joinAll, spawn } from "../greenlet.ts";
+import { type Greenlet, joinAll, killAll, spawn } from "../greenlet.ts";
 import { iwait, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
 import { Queue } from "../queue.ts";
 import { Semaphore } from "../lock.ts";
 import { Group, Pool } from "../pool.ts";
 
-const forever = () => new Event().wait();
+/** Greenlets the cases leave waiting for ever: killed after each case. */
+const stuck: Greenlet<unknown>[] = [];
+const forever = (): Promise<boolean> => new Event().wait();
+const spawnStuck = (): Greenlet<boolean> => {
+  const g = spawn(forever);
+  stuck.push(g);
+  return g;
+};
 
 const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
   ["sleep", (signal) => sleep(60_000, { signal })],
   ["Event.wait", (signal) => new Event().wait({ signal })],
   ["AsyncResult.get", (signal) => new AsyncResult().get({ signal })],
   ["AsyncResult.wait", (signal) => new AsyncResult().wait({ signal })],
-  ["Greenlet.join", (signal) => spawn(forever).join({ signal })],
-  ["Greenlet.get", (signal) => spawn(forever).get({ signal })],
-  ["joinAll", (signal) => joinAll([spawn(forever)], { signal })],
+  ["Greenlet.join", (signal) => spawnStuck().join({ signal })],
+  ["Greenlet.get", (signal) => spawnStuck().get({ signal })],
+  ["joinAll", (signal) => joinAll([spawnStuck()], { signal })],
   ["wait", (signal) => wait([new Event()], { signal })],
   ["iwait", (signal) => iwait([new Event()], { signal }).next()],
   ["wait() for every greenlet", (signal) => {
-    spawn(forever);
+    spawnStuck();
     return wait(undefined, { signal });
   }],
   ["Queue.get", (signal) => new Queue().get({ signal })],
@@ -40,19 +47,19 @@ const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
     return q.join({ signal });
   }],
   ["Semaphore.acquire", (signal) => new Semaphore(0).acquire({ signal })],
-  ["Pool.waitAvailable", (signal) => {
+  ["Pool.waitAvailable", async (signal) => {
     const pool = new Pool(1);
-    pool.spawn(forever);
+    stuck.push(await pool.spawn(forever));
     return pool.waitAvailable({ signal });
   }],
-  ["Pool.add", (signal) => {
+  ["Pool.add", async (signal) => {
     const pool = new Pool(1);
-    pool.spawn(forever);
-    return pool.add(spawn(forever), { signal });
+    stuck.push(await pool.spawn(forever));
+    return pool.add(spawnStuck(), { signal });
   }],
   ["Group.join", (signal) => {
     const group = new Group();
-    group.spawn(forever);
+    stuck.push(group.spawn(forever));
     return group.join({ signal });
   }],
 ];
@@ -68,10 +75,9 @@ Deno.test("aborting options.signal ends every blocking call with its reason", as
       await assert.rejects(p, (e) => e === reason);
       const already = AbortSignal.abort(new Error("already"));
       await assert.rejects(call(already), /already/);
+      await killAll(stuck.splice(0));
     });
   }
-  // The greenlets left waiting by the cases above.
-  await sleep(0);
 });
 
 Deno.test("an aborted Queue.get is forgotten: the next item stays for the next getter", async () => {
