@@ -7,7 +7,8 @@
  * @module
  */
 
-import net from "node:net";
+import type net from "node:net";
+import { _builtin } from "./_platform.ts";
 
 /** @ignore A `node:net` socket behind the `Deno.Conn` methods `socket.ts` calls. */
 export class _BoundConn {
@@ -126,7 +127,7 @@ export function _connectFrom(
   signal: AbortSignal,
 ): Promise<_BoundConn> {
   return new Promise((resolve, reject) => {
-    const socket = new net.Socket();
+    const socket = new (_builtin<typeof net>("node:net").Socket)();
     const onAbort = (): void => {
       socket.destroy();
       reject(signal.reason);

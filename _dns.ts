@@ -10,9 +10,16 @@
  * @module
  */
 
-import { _blocking, _combine, _cooperative, _denoNamespace, type _Patch } from "./_platform.ts";
+import {
+  _blocking,
+  _builtin,
+  _combine,
+  _cooperative,
+  _denoNamespace,
+  type _Patch,
+} from "./_platform.ts";
 import { getHub } from "./hub.ts";
-import dns from "node:dns";
+import type dns from "node:dns";
 
 /** What this module needs of the hub's resolver (`resolver.ts`'s `Resolver` has it). */
 interface Lookups {
@@ -121,5 +128,5 @@ function makeLookup(original: typeof dns.lookup): typeof dns.lookup {
 /** @ignore The globals `resolver.ts` implements, for `monkey.patchDns()`. */
 export const _patches: readonly _Patch[] = [
   { area: "dns", target: _denoNamespace, name: "resolveDns", make: makeResolveDns },
-  { area: "dns", target: dns, name: "lookup", make: makeLookup },
+  { area: "dns", target: () => _builtin<typeof dns>("node:dns"), name: "lookup", make: makeLookup },
 ];

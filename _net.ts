@@ -27,11 +27,11 @@
  * @module
  */
 
-import net from "node:net";
+import type net from "node:net";
 import { type _Context, _current, _inHub, _root, _setForeignInterrupter } from "./hub.ts";
 import { Buffer } from "node:buffer";
 import { _isBlockingCommand, _pgCancelRequest, _pgQuery, _track, type _Tracker } from "./_wire.ts";
-import type { _Patch } from "./_platform.ts";
+import { _builtin, type _Patch } from "./_platform.ts";
 import { Greenlet } from "./greenlet.ts";
 
 const WIRE: unique symbol = Symbol("gevent.wire");
@@ -435,7 +435,7 @@ function quiet(sock: net.Socket): void {
 
 /** A connection of our own (never tracked, never in a greenlet), closed after 2 s at most. */
 function sideConnection(host: string, port: number, talk: (s: net.Socket) => void): net.Socket {
-  const s = new net.Socket() as Sock;
+  const s = new (netModule().Socket)() as Sock;
   s[WIRE] = null;
   s.on("error", noop);
   s.setTimeout(2000, () => s.destroy());
@@ -492,9 +492,18 @@ function unblock(sock: net.Socket, tries: number): Promise<boolean> {
 
 _setForeignInterrupter(interrupt);
 
+/** `node:net`, loaded when the socket patches are first installed. */
+function netModule(): typeof net {
+  return _builtin<typeof net>("node:net");
+}
+
+function socketPrototype(): object {
+  return netModule().Socket.prototype;
+}
+
 /** @ignore The `node:net` patches, for `monkey.patchSocket()`. */
 export const _patches: readonly _Patch[] = [
-  { area: "socket", target: net.Socket.prototype, name: "connect", make: makeConnect },
-  { area: "socket", target: net.Socket.prototype, name: "write", make: makeWrite },
-  { area: "socket", target: net.Socket.prototype, name: "push", make: makePush },
+  { area: "socket", target: socketPrototype, name: "connect", make: makeConnect },
+  { area: "socket", target: socketPrototype, name: "write", make: makeWrite },
+  { area: "socket", target: socketPrototype, name: "push", make: makePush },
 ];

@@ -67,8 +67,11 @@ export interface _PatchOptions {
 export interface _Patch {
   /** Which `patchXxx()` installs it. */
   area: _Area;
-  /** The object that holds the global (`Deno`, `globalThis`, a `node:` default export). */
-  target: object;
+  /**
+   * The object that holds the global (`Deno`, `globalThis`, a `node:` default export), or a
+   * function that gives it: `node:` modules are loaded when first patched, not at import.
+   */
+  target: object | (() => object);
   /** The property name. */
   name: string;
   /** The property is an accessor: `make` receives and returns its getter. */
@@ -151,4 +154,15 @@ export function _blocking<T>(
 /** @ignore `signal` combined with the current flow's `currentSignal()`-like signal. */
 export function _combine(own: AbortSignal, signal: AbortSignal | null | undefined): AbortSignal {
   return signal === undefined || signal === null ? own : AbortSignal.any([own, signal]);
+}
+
+/**
+ * @ignore A `node:` built-in module, loaded on first use: importing `node:net` costs a program
+ * tens of milliseconds of start-up even when it never touches a socket.
+ */
+export function _builtin<T>(name: string): T {
+  // deno-lint-ignore no-explicit-any
+  const load = (globalThis as any).process?.getBuiltinModule;
+  if (typeof load !== "function") _needsDeno(`${name} (process.getBuiltinModule)`);
+  return load(name) as T;
 }

@@ -174,8 +174,9 @@ function patchArea(area: _Area, options: _PatchOptions, key: string): void {
   }
   areaOptions.set(area, key);
   for (const decl of DECLARED[area]) {
-    if (find(decl.target, decl.name) !== undefined) continue;
-    const { target, name } = decl;
+    const target = typeof decl.target === "function" ? decl.target() : decl.target;
+    const { name } = decl;
+    if (find(target, name) !== undefined) continue;
     if (decl.getter === true) {
       const descriptor = Object.getOwnPropertyDescriptor(target, name);
       if (descriptor?.get === undefined) continue;
