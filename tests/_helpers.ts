@@ -73,3 +73,14 @@ export function assertSame<T>(
   assert.equal(actual.length, expected.length, message ?? "lengths differ");
   actual.forEach((a, i) => assert.ok(a === expected[i], message ?? `item ${i} is another object`));
 }
+
+/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
+export async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
+  try {
+    return await Promise.race([p, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

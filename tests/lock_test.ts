@@ -4,18 +4,7 @@ import { BoundedSemaphore, Lock, RLock, Semaphore } from "../lock.ts";
 import { spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, idle, iwait, sleep, wait } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
-import { assertSame, assertTimeoutContract, captureReports } from "./_helpers.ts";
-
-/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
-async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
-  try {
-    return await Promise.race([p, elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { assertSame, assertTimeoutContract, captureReports, firstOf } from "./_helpers.ts";
 
 Deno.test("Semaphore(0).acquire({ timeout: 10 }) resolves false", async () => {
   const sem = new Semaphore(0);

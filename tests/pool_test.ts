@@ -6,7 +6,7 @@ import { idle, sleep } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
 import { Event } from "../event.ts";
 import { Local } from "../local.ts";
-import { assertSame, assertTimeoutContract, captureReports } from "./_helpers.ts";
+import { assertSame, assertTimeoutContract, captureReports, firstOf } from "./_helpers.ts";
 
 Deno.test("Pool(1) makes a second spawn wait for the first to finish", async () => {
   const pool = new Pool(1);
@@ -518,17 +518,6 @@ Deno.test("imap starts the items before the first step, as gevent's does", async
   assert.deepEqual(await it.next(), { value: 1, done: false });
   await it.return!();
 });
-
-/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
-async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
-  try {
-    return await Promise.race([p, elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("Pool(0) is valid: it never has a free slot (gevent's TestPool0)", async (t) => {
   const pool = new Pool(0);

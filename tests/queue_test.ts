@@ -13,18 +13,7 @@ import {
 import { GreenletExit, spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, getHub, idle, sleep } from "../hub.ts";
 import { Timeout } from "../timeout.ts";
-import { assertTimeoutContract, captureReports } from "./_helpers.ts";
-
-/** Whichever settles first: `p`, or a `ms` timer (then "timer"). The timer is cleared. */
-async function firstOf<T>(p: Promise<T>, ms: number): Promise<T | "timer"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const elapsed = new Promise<"timer">((resolve) => timer = setTimeout(resolve, ms, "timer"));
-  try {
-    return await Promise.race([p, elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { assertTimeoutContract, captureReports, firstOf } from "./_helpers.ts";
 
 Deno.test("Queue(2) blocks a producer on its third put until one get", async () => {
   const q = new Queue<string>(2);
