@@ -28,7 +28,7 @@
  */
 
 import type net from "node:net";
-import { type _Context, _current, _inHub, _root, _setForeignInterrupter } from "./hub.ts";
+import { type _Flow, _current, _inHub, _root, _setForeignInterrupter } from "./hub.ts";
 import { Buffer } from "node:buffer";
 import { _isBlockingCommand, _pgCancelRequest, _pgQuery, _track, type _Tracker } from "./_wire.ts";
 import { _builtin, type _Patch } from "./_platform.ts";
@@ -38,7 +38,7 @@ const WIRE: unique symbol = Symbol("gevent.wire");
 
 interface Request {
   /** The flow waiting for the reply; `undefined` when unknown or already cut off. */
-  owner: _Context | undefined;
+  owner: _Flow | undefined;
   /** The command (Redis), upper case, or "". */
   command: string;
   /** The exception it was cut off with, while the server is asked to end it. */
@@ -46,7 +46,7 @@ interface Request {
   /** Destroys the connection if the server has not ended the request in time. */
   timer?: ReturnType<typeof setTimeout>;
   /** The flow it was cut off for. */
-  cutFor?: _Context;
+  cutFor?: _Flow;
   /** Written by this module (a `ROLLBACK`): its reply is not the driver's to see. */
   ours?: boolean;
   /** What the driver gets instead of the reply (an error reply: the request was cut off). */
@@ -67,7 +67,7 @@ class Wire {
    * The flow that connected it: credited with the requests written in no flow (the driver's
    * own callbacks) until it is seen doing anything else.
    */
-  requester: _Context | undefined = undefined;
+  requester: _Flow | undefined = undefined;
   /** Replies received so far. */
   answered = 0;
   lost = false;
@@ -76,11 +76,11 @@ class Wire {
    * another flow writes is preceded by a `ROLLBACK` of ours, so the next user of a pooled
    * connection never works inside the killed greenlet's transaction.
    */
-  dirty: _Context | undefined = undefined;
+  dirty: _Flow | undefined = undefined;
   /** Part of the reply to the oldest request has been received (and passed on). */
   midReply = false;
   /** The flow this wire was last listed under in `byFlow` (saves a lookup per write). */
-  indexed: _Context | undefined = undefined;
+  indexed: _Flow | undefined = undefined;
   readonly socket: net.Socket;
   constructor(socket: net.Socket) {
     this.socket = socket;
@@ -91,9 +91,9 @@ class Wire {
 let claimsMade = false;
 
 /** Sockets on which each flow has (or had) requests, to find them when it is interrupted. */
-const byFlow = new WeakMap<_Context, Set<Wire>>();
+const byFlow = new WeakMap<_Flow, Set<Wire>>();
 
-function flowOf(): _Context | undefined {
+function flowOf(): _Flow | undefined {
   const ctx = _current();
   return ctx === _root || _inHub() ? undefined : ctx;
 }
@@ -104,7 +104,7 @@ function wireOf(sock: Sock): Wire | undefined {
   return w ?? (sock[WIRE] = new Wire(sock));
 }
 
-function index(ctx: _Context, w: Wire): void {
+function index(ctx: _Flow, w: Wire): void {
   if (w.indexed === ctx) return;
   w.indexed = ctx;
   let set = byFlow.get(ctx);
@@ -131,7 +131,7 @@ function bytesOf(chunk: unknown, encoding: unknown): Uint8Array | undefined {
 }
 
 /** A flow that can no longer send anything: a dead or killed greenlet. */
-function killedReason(ctx: _Context): unknown {
+function killedReason(ctx: _Flow): unknown {
   if (!(ctx instanceof Greenlet)) return undefined;
   const signal = ctx._killCtl?.signal;
   if (signal?.aborted) return signal.reason;
@@ -205,17 +205,17 @@ function record(w: Wire, chunk: unknown, encoding: unknown): void {
   for (let i = 0; i < n; i++) w.requests.push({ owner, command: tracker.lastCommand });
 }
 
-function forget(set: Set<Wire>, w: Wire, ctx: _Context): void {
+function forget(set: Set<Wire>, w: Wire, ctx: _Flow): void {
   set.delete(w);
   if (w.indexed === ctx) w.indexed = undefined;
 }
 
 /** The flow credited with a request the driver writes in no flow, if any. */
-function claimant(w: Wire): _Context | undefined {
+function claimant(w: Wire): _Flow | undefined {
   const ctx = w.requester;
   if (ctx === undefined) return undefined;
   // Gone on to a blocking call, or dead: it no longer waits for this connection.
-  if (ctx._w !== undefined || (ctx instanceof Greenlet && ctx.dead)) {
+  if (ctx._wait !== undefined || (ctx instanceof Greenlet && ctx.dead)) {
     w.requester = undefined;
     return undefined;
   }
@@ -223,7 +223,7 @@ function claimant(w: Wire): _Context | undefined {
 }
 
 /** `ctx` writes a request on `w` itself: it is done waiting for the connections it opened. */
-function moved(ctx: _Context, w: Wire): void {
+function moved(ctx: _Flow, w: Wire): void {
   if (w.requester !== undefined && (w.requester !== ctx || w.answered > 0)) {
     w.requester = undefined;
   }
@@ -317,7 +317,7 @@ function edit(chunk: Uint8Array, done: Request[], ends: number[], restEdited: bo
  * Cuts off the requests `ctx` has on the wire with `exc`; returns whether there were any.
  * Called by the hub when `exc` is thrown into `ctx` while it is in no blocking call.
  */
-function interrupt(ctx: _Context, exc: unknown): boolean {
+function interrupt(ctx: _Flow, exc: unknown): boolean {
   const set = byFlow.get(ctx);
   if (set === undefined) return false;
   let cut = false;
@@ -354,7 +354,7 @@ function interrupt(ctx: _Context, exc: unknown): boolean {
  * connection survives; otherwise, or if that does not work in time, the connection is
  * destroyed.
  */
-function end(w: Wire, at: number, exc: unknown, ctx: _Context): void {
+function end(w: Wire, at: number, exc: unknown, ctx: _Flow): void {
   const request = w.requests[at];
   request.owner = undefined;
   request.cutFor = ctx;

@@ -15,7 +15,7 @@ import {
   _badCount,
   _badOptions,
   _begin,
-  _Context,
+  _Flow,
   _current,
   _DELIVERED,
   _FOREIGN,
@@ -222,7 +222,7 @@ export interface KillOptions {
  * assert.equal(String(g), `<Greenlet "${g.name}": <anonymous>(1, 2)>`);
  * ```
  */
-export class Greenlet<T = unknown> extends _Context {
+export class Greenlet<T = unknown> extends _Flow {
   /** @ignore */
   _fn: AnyFn;
   /** @ignore */
@@ -992,7 +992,7 @@ export async function killAll(
 function describeWait(g: Greenlet<unknown>): string {
   const where = g._state !== RUNNING
     ? "not started"
-    : g._w !== undefined
+    : g._wait !== undefined
     ? "blocked in a blocking call"
     : "awaiting something outside the library";
   return `${g} (${where})`;

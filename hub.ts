@@ -64,13 +64,13 @@ const NONE: unique symbol = Symbol("none");
  * @ignore The per-flow state of blocking: a greenlet, the root flow, or the private flow of a
  * `withTimeout` called outside any greenlet.
  */
-export class _Context {
-  // Only `_w` is an own field of every flow; the rest are rare and default to values on the
+export class _Flow {
+  // Only `_wait` is an own field of every flow; the rest are rare and default to values on the
   // prototype (see below the class), which keeps a greenlet small.
   /** The blocking call this flow is waiting on now. */
-  _w: _Waiter<unknown> | undefined = undefined;
+  _wait: _Waiter<unknown> | undefined = undefined;
   /** Other blocking calls started earlier and still pending (rare: `Promise.all` of waits). */
-  declare _ws: _Waiter<unknown>[] | undefined;
+  declare _earlier: _Waiter<unknown>[] | undefined;
   /** An exception to throw at the next blocking call (`NONE` when there is none). */
   declare _pending: unknown;
   /** Controller of `currentSignal()`; aborted and dropped when an exception is thrown in. */
@@ -79,9 +79,9 @@ export class _Context {
    * Sub-flows of the root flow (top-level `withTimeout` calls): an exception thrown into the
    * root reaches those of them that are blocked, and the others at their next blocking call.
    */
-  declare _children: Set<_Context> | undefined;
+  declare _children: Set<_Flow> | undefined;
   /** The flow whose pending exception this sub-flow also honours. */
-  declare _parent: _Context | undefined;
+  declare _parent: _Flow | undefined;
   /**
    * The exception last delivered by cutting off I/O this flow awaited outside the library (a
    * database driver's connection): what that I/O then fails with is this exception's doing.
@@ -102,7 +102,7 @@ export class _Context {
     let delivered = false;
     if (this._children !== undefined) {
       for (const child of this._children) {
-        if (child._w !== undefined) {
+        if (child._wait !== undefined) {
           child._throw(exc);
           delivered = true;
         } else if (child._scope !== undefined) {
@@ -112,7 +112,7 @@ export class _Context {
         }
       }
     }
-    const w = this._w;
+    const w = this._wait;
     if (w === undefined) {
       if (delivered) return _DELIVERED;
       if (foreignInterrupter !== undefined && foreignInterrupter(this, exc)) {
@@ -122,8 +122,8 @@ export class _Context {
       this._pending = exc;
       return _PENDING;
     }
-    const others = this._ws;
-    this._ws = undefined;
+    const others = this._earlier;
+    this._earlier = undefined;
     w._fail(exc);
     if (others !== undefined) {
       for (const o of others) {
@@ -164,14 +164,14 @@ export class _Context {
   }
 }
 
-_Context.prototype._ws = undefined;
-_Context.prototype._pending = NONE;
-_Context.prototype._scope = undefined;
-_Context.prototype._children = undefined;
-_Context.prototype._parent = undefined;
-_Context.prototype._interrupted = undefined;
+_Flow.prototype._earlier = undefined;
+_Flow.prototype._pending = NONE;
+_Flow.prototype._scope = undefined;
+_Flow.prototype._children = undefined;
+_Flow.prototype._parent = undefined;
+_Flow.prototype._interrupted = undefined;
 
-/** @ignore How {@linkcode _Context._throw} delivered an exception. */
+/** @ignore How {@linkcode _Flow._throw} delivered an exception. */
 export type _Delivery = 0 | 1 | 2;
 /** @ignore Left pending: thrown at the flow's next blocking call. */
 export const _PENDING = 0;
@@ -180,21 +180,21 @@ export const _DELIVERED = 1;
 /** @ignore Delivered by cutting off I/O the flow awaited outside the library. */
 export const _FOREIGN = 2;
 
-let foreignInterrupter: ((ctx: _Context, exc: unknown) => boolean) | undefined;
+let foreignInterrupter: ((ctx: _Flow, exc: unknown) => boolean) | undefined;
 
 /**
  * @ignore Registers how an exception thrown into a flow that is in no blocking call reaches
  * the I/O that flow awaits outside the library (`_net.ts`: a driver's `node:net` socket).
  * `interrupt(ctx, exc)` returns whether it cut anything off.
  */
-export function _setForeignInterrupter(interrupt: (ctx: _Context, exc: unknown) => boolean): void {
+export function _setForeignInterrupter(interrupt: (ctx: _Flow, exc: unknown) => boolean): void {
   foreignInterrupter = interrupt;
 }
 
-const als = new AsyncLocalStorage<_Context | undefined>();
+const als = new AsyncLocalStorage<_Flow | undefined>();
 
 /** @ignore The flow of code that runs outside every greenlet. */
-export const _root: _Context = new _Context();
+export const _root: _Flow = new _Flow();
 
 /**
  * @ignore Runs `fn()` in a new sub-flow of the root flow, so that concurrent top-level
@@ -202,19 +202,19 @@ export const _root: _Context = new _Context();
  * still reaches them.
  */
 export function _runInSubflow<R>(fn: () => Promise<R>): Promise<R> {
-  const child = new _Context();
+  const child = new _Flow();
   child._parent = _root;
   (_root._children ??= new Set()).add(child);
   return als.run(child, fn).finally(() => _root._children!.delete(child));
 }
 
 /** @ignore The context of the running code: a greenlet, or `_root`. */
-export function _current(): _Context {
+export function _current(): _Flow {
   return als.getStore() ?? _root;
 }
 
 /** @ignore Runs `fn()` with `ctx` as the current context (propagates through `await`). */
-export function _runIn<R>(ctx: _Context, fn: () => R): R {
+export function _runIn<R>(ctx: _Flow, fn: () => R): R {
   return als.run(ctx, fn);
 }
 
@@ -244,7 +244,7 @@ export class _Waiter<T> {
   _res!: (value: T) => void;
   _rej!: (error: unknown) => void;
   /** The waiting flow; `undefined` once the wait has ended. */
-  _ctx: _Context | undefined;
+  _ctx: _Flow | undefined;
   _owner: unknown = undefined;
   _onCancel: ((w: _Waiter<T>) => void) | undefined = undefined;
   // Only timed waits set these (on the prototype otherwise, to keep untimed waits small).
@@ -257,14 +257,14 @@ export class _Waiter<T> {
   _prev: _Waiter<unknown> | undefined = undefined;
   _next: _Waiter<unknown> | undefined = undefined;
 
-  constructor(ctx: _Context) {
+  constructor(ctx: _Flow) {
     this._ctx = ctx;
     this.promise = new Promise<T>(captureResolvers);
     this._res = capturedRes as (value: T) => void;
     this._rej = capturedRej!;
-    const prev = ctx._w;
-    if (prev !== undefined) (ctx._ws ??= []).push(prev);
-    ctx._w = this as _Waiter<unknown>;
+    const prev = ctx._wait;
+    if (prev !== undefined) (ctx._earlier ??= []).push(prev);
+    ctx._wait = this as _Waiter<unknown>;
   }
 
   /** Whether the wait has ended (woken, failed or timed out). */
@@ -305,13 +305,13 @@ export class _Waiter<T> {
     } else if (this._prev !== undefined) {
       _unlinkForever(this as _Waiter<unknown>);
     }
-    if (ctx._w === this) {
-      const ws = ctx._ws;
-      ctx._w = ws === undefined ? undefined : ws.pop();
-      if (ws !== undefined && ws.length === 0) ctx._ws = undefined;
-    } else if (ctx._ws !== undefined) {
-      const i = ctx._ws.indexOf(this as _Waiter<unknown>);
-      if (i >= 0) ctx._ws.splice(i, 1);
+    if (ctx._wait === this) {
+      const ws = ctx._earlier;
+      ctx._wait = ws === undefined ? undefined : ws.pop();
+      if (ws !== undefined && ws.length === 0) ctx._earlier = undefined;
+    } else if (ctx._earlier !== undefined) {
+      const i = ctx._earlier.indexOf(this as _Waiter<unknown>);
+      if (i >= 0) ctx._earlier.splice(i, 1);
     }
   }
 
@@ -359,8 +359,8 @@ _Waiter.prototype._signal = undefined;
 _Waiter.prototype._onAbort = undefined;
 
 // A circular list, headed by a sentinel, of waits that have no deadline.
-const forever = new _Waiter<unknown>(new _Context());
-forever._ctx!._w = undefined;
+const forever = new _Waiter<unknown>(new _Flow());
+forever._ctx!._wait = undefined;
 forever.promise.catch(noop);
 forever._prev = forever;
 forever._next = forever;
@@ -389,7 +389,7 @@ export function _refusal(): Promise<never> | undefined {
   return refusal(als.getStore() ?? _root);
 }
 
-function refusal(ctx: _Context): Promise<never> | undefined {
+function refusal(ctx: _Flow): Promise<never> | undefined {
   const h = hub;
   if (h !== undefined && h.loop._inCallback > 0) {
     return Promise.reject(new BlockingSwitchOutError());
@@ -622,7 +622,7 @@ export function getHub(): Hub {
   return hub ??= new Hub();
 }
 
-function takePending(ctx: _Context): unknown {
+function takePending(ctx: _Flow): unknown {
   let p = ctx._pending;
   if (p !== NONE) {
     ctx._pending = NONE;
@@ -641,7 +641,7 @@ function afterYield(): void {
   if (p !== NONE) throw p;
 }
 
-function afterYieldNow(ctx: _Context): Promise<void> {
+function afterYieldNow(ctx: _Flow): Promise<void> {
   const p = takePending(ctx);
   if (p !== NONE) return Promise.reject(p);
   return getHub().loop._yield().then(afterYield);

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type _Context, _current, type _Waiter, getHub } from "./hub.ts";
+import { type _Flow, _current, type _Waiter, getHub } from "./hub.ts";
 import { sleep } from "./hub.ts";
 import {
   type _AnyWaiter,
@@ -449,7 +449,7 @@ export class Lock extends BoundedSemaphore {
 export class RLock {
   /** @ignore */
   _waiters: _WaitList = new _WaitList();
-  #owner: _Context | undefined = undefined;
+  #owner: _Flow | undefined = undefined;
   #count = 0;
 
   /**

@@ -296,7 +296,7 @@ export class StreamServer {
     const g = this.#acceptor;
     // Interrupt the acceptor only where it waits for a connection or a free slot (then it
     // holds nothing); busy starting a handler, it finishes that and then sees the pause.
-    if (g !== undefined && this.#interruptible === g && g._w !== undefined) {
+    if (g !== undefined && this.#interruptible === g && g._wait !== undefined) {
       this.#acceptor = undefined;
       this.#interruptible = undefined;
       g._deliverKill(undefined);

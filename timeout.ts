@@ -14,7 +14,7 @@
 
 import { _checkMs, _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import {
-  type _Context,
+  type _Flow,
   _current,
   _DELIVERED,
   type _Delivery,
@@ -65,7 +65,7 @@ export class Timeout extends Error {
   readonly ms: number | undefined;
   /** What is thrown when the timeout fires; `undefined` means the Timeout itself. */
   readonly exception: unknown;
-  #ctx: _Context | undefined = undefined;
+  #ctx: _Flow | undefined = undefined;
   #handle: _Timer | undefined = undefined;
   #thrown: unknown = undefined;
   /** @ignore Identifies the current start, so a stale zero-delay firing is ignored. */
