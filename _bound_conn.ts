@@ -10,8 +10,8 @@
 import type net from "node:net";
 import { _builtin } from "./_platform.ts";
 
-/** @ignore A `node:net` socket behind the `Deno.Conn` methods `socket.ts` calls. */
-export class _BoundConn {
+/** A `node:net` socket behind the `Deno.Conn` methods `socket.ts` calls. */
+class BoundConn {
   #socket: net.Socket;
   #chunks: Uint8Array[] = [];
   #eof = false;
@@ -125,7 +125,7 @@ export function _connectFrom(
   localHost: string,
   localPort: number,
   signal: AbortSignal,
-): Promise<_BoundConn> {
+): Promise<Deno.TcpConn> {
   return new Promise((resolve, reject) => {
     const socket = new (_builtin<typeof net>("node:net").Socket)();
     const onAbort = (): void => {
@@ -141,7 +141,8 @@ export function _connectFrom(
     socket.once("connect", () => {
       signal.removeEventListener("abort", onAbort);
       socket.removeAllListeners("error");
-      resolve(new _BoundConn(socket));
+      // Only the methods socket.ts calls are implemented (see the module doc).
+      resolve(new BoundConn(socket) as unknown as Deno.TcpConn);
     });
     socket.connect({
       host,

@@ -1,7 +1,7 @@
 /**
  * Internal: cooperative `Deno.connect`, `Deno.connectTls`, `Deno.listen`, `Deno.listenTls` and
  * `Deno.startTls`, and `node:net`'s `connect`/`createConnection`, installed by
- * `monkey.patchSocket()` (declared by `socket.ts` as its `_patches`).
+ * `monkey.patchSocket()`.
  *
  * The patched functions return the very objects Deno returns (same class, same identity), with
  * non-enumerable own `read`, `write`, `handshake`, `accept`, `close`, `readable`, `writable`
@@ -48,8 +48,8 @@ function define(obj: object, name: PropertyKey, value: unknown): void {
 
 const CHUNK = 65536;
 
-/** @ignore Makes a connection's operations blocking calls when made inside a greenlet. */
-export function _wrapConn<C extends Deno.Conn>(conn: C): C {
+/** Makes a connection's operations blocking calls when made inside a greenlet. */
+function wrapConn<C extends Deno.Conn>(conn: C): C {
   if (wrapped.has(conn)) return conn;
   wrapped.add(conn);
   const c = conn as C & AnyConn;
@@ -144,8 +144,8 @@ function cooperativeWritable(c: Deno.Conn): WritableStream<Uint8Array<ArrayBuffe
   });
 }
 
-/** @ignore Makes a listener's `accept` (and its async iterator) blocking calls in greenlets. */
-export function _wrapListener<L extends Deno.Listener>(listener: L): L {
+/** Makes a listener's `accept` (and its async iterator) blocking calls in greenlets. */
+function wrapListener<L extends Deno.Listener>(listener: L): L {
   if (wrapped.has(listener)) return listener;
   wrapped.add(listener);
   const l = listener as L;
@@ -153,8 +153,8 @@ export function _wrapListener<L extends Deno.Listener>(listener: L): L {
   const close = l.close;
   const interrupt = (): void => closeInterrupted(l, close);
   define(l, "accept", function (): Promise<Deno.Conn> {
-    if (!_cooperative()) return accept.call(l).then(_wrapConn);
-    return _blocking(() => accept.call(l), interrupt, closeOrphan).then(_wrapConn);
+    if (!_cooperative()) return accept.call(l).then(wrapConn);
+    return _blocking(() => accept.call(l), interrupt, closeOrphan).then(wrapConn);
   });
   define(l, "close", function (): void {
     if (interruptedSet.has(l)) return;
@@ -177,17 +177,17 @@ export function _wrapListener<L extends Deno.Listener>(listener: L): L {
 
 function makeConnect(original: typeof Deno.connect): typeof Deno.connect {
   return function connect(options: Deno.ConnectOptions): Promise<Deno.TcpConn> {
-    if (!_cooperative()) return original(options).then(_wrapConn);
+    if (!_cooperative()) return original(options).then(wrapConn);
     // No signal of ours: Deno leaks the socket when a connect's signal aborts after the
     // handshake. An interrupted connect rejects at once; a late connection is closed.
-    return _blocking(() => original(options), undefined, closeOrphan).then(_wrapConn);
+    return _blocking(() => original(options), undefined, closeOrphan).then(wrapConn);
   } as typeof Deno.connect;
 }
 
 function makeConnectTls(original: typeof Deno.connectTls): typeof Deno.connectTls {
   return function connectTls(options: Deno.ConnectTlsOptions): Promise<Deno.TlsConn> {
-    if (!_cooperative()) return original(options).then(_wrapConn);
-    return _blocking(() => original(options), undefined, closeOrphan).then(_wrapConn);
+    if (!_cooperative()) return original(options).then(wrapConn);
+    return _blocking(() => original(options), undefined, closeOrphan).then(wrapConn);
   } as typeof Deno.connectTls;
 }
 
@@ -196,14 +196,14 @@ function makeStartTls(original: typeof Deno.startTls): typeof Deno.startTls {
     conn: Deno.TcpConn,
     options?: Deno.StartTlsOptions,
   ): Promise<Deno.TlsConn> {
-    if (!_cooperative()) return original(conn, options).then(_wrapConn);
-    return _blocking(() => original(conn, options), undefined, closeOrphan).then(_wrapConn);
+    if (!_cooperative()) return original(conn, options).then(wrapConn);
+    return _blocking(() => original(conn, options), undefined, closeOrphan).then(wrapConn);
   } as typeof Deno.startTls;
 }
 
 function makeListen(original: typeof Deno.listen): typeof Deno.listen {
   return function listen(options: Deno.TcpListenOptions): Deno.Listener {
-    return _wrapListener(original(options));
+    return wrapListener(original(options));
   } as typeof Deno.listen;
 }
 
@@ -211,7 +211,7 @@ function makeListenTls(original: typeof Deno.listenTls): typeof Deno.listenTls {
   return function listenTls(
     options: Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem,
   ): Deno.TlsListener {
-    return _wrapListener(original(options));
+    return wrapListener(original(options));
   } as typeof Deno.listenTls;
 }
 

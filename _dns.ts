@@ -1,6 +1,6 @@
 /**
  * Internal: a cooperative `Deno.resolveDns` and `node:dns`'s `lookup`, installed by
- * `monkey.patchDns()` (declared by `resolver.ts` as its `_patches`).
+ * `monkey.patchDns()`.
  *
  * Inside a greenlet, `A` and `AAAA` lookups without a `nameServer` or `signal` option go
  * through the hub's resolver (`getHub().resolver`: its name servers, timeouts and cache); the
@@ -19,6 +19,7 @@ import {
   type _Patch,
 } from "./_platform.ts";
 import { getHub } from "./hub.ts";
+import "./resolver.ts"; // sets the hub's resolver, which the lookups below go through
 import type dns from "node:dns";
 
 /** What this module needs of the hub's resolver (`resolver.ts`'s `Resolver` has it). */
@@ -125,7 +126,7 @@ function makeLookup(original: typeof dns.lookup): typeof dns.lookup {
   } as typeof dns.lookup;
 }
 
-/** @ignore The globals `resolver.ts` implements, for `monkey.patchDns()`. */
+/** @ignore The globals this module implements, for `monkey.patchDns()`. */
 export const _patches: readonly _Patch[] = [
   { area: "dns", target: _denoNamespace, name: "resolveDns", make: makeResolveDns },
   { area: "dns", target: () => _builtin<typeof dns>("node:dns"), name: "lookup", make: makeLookup },

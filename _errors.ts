@@ -1,6 +1,8 @@
 /**
  * The socket error classes, shared by `resolver.ts`, `socket.ts` and `server.ts` (and
- * re-exported by `socket.ts`, which is where users import them from).
+ * re-exported by `socket.ts`, which is where users import them from). Everything here is
+ * public: `socket.ts` re-exports this module with `export *`, the form `deno doc` follows
+ * into the root's `socket` namespace.
  *
  * @module
  */
@@ -41,8 +43,11 @@ export class SocketError extends Error {
    * @param code The POSIX-style error name.
    * @param options `cause`.
    */
-  constructor(message: string, code: string, options: SocketErrorOptions = {}) {
-    super(message, "cause" in options ? { cause: options.cause } : undefined);
+  constructor(message: string, code: string, options?: SocketErrorOptions) {
+    super(
+      message,
+      options !== undefined && "cause" in options ? { cause: options.cause } : undefined,
+    );
     this.name = "SocketError";
     this.code = code;
   }
@@ -72,7 +77,7 @@ export class GaiError extends SocketError {
    * @param code `EAI_NONAME`, `EAI_AGAIN`, `EAI_FAMILY` or `EAI_FAIL`.
    * @param options `cause`.
    */
-  constructor(message: string, code: string, options: SocketErrorOptions = {}) {
+  constructor(message: string, code: string, options?: SocketErrorOptions) {
     super(message, code, options);
     this.name = "GaiError";
   }
@@ -103,37 +108,8 @@ export class SocketTimeout extends SocketError {
    * @param message What timed out (default `timed out`, like Python).
    * @param options `cause`.
    */
-  constructor(message = "timed out", options: SocketErrorOptions = {}) {
+  constructor(message = "timed out", options?: SocketErrorOptions) {
     super(message, "ETIMEDOUT", options);
     this.name = "SocketTimeout";
   }
-}
-
-/** @ignore Turns a Deno I/O error into a {@linkcode SocketError} (a timeout into SocketTimeout). */
-export function _socketError(error: unknown, what: string): SocketError {
-  if (error instanceof SocketError) return error;
-  if (error instanceof Deno.errors.TimedOut) {
-    return new SocketTimeout(`${what}: timed out`, { cause: error });
-  }
-  const code = codeOf(error);
-  const detail = error instanceof Error ? error.message : String(error);
-  return new SocketError(`${what}: ${detail}`, code, { cause: error });
-}
-
-function codeOf(error: unknown): string {
-  const own = (error as { code?: unknown } | null)?.code;
-  if (typeof own === "string" && own.length > 0) return own;
-  const E = Deno.errors;
-  if (error instanceof E.ConnectionRefused) return "ECONNREFUSED";
-  if (error instanceof E.ConnectionReset) return "ECONNRESET";
-  if (error instanceof E.ConnectionAborted) return "ECONNABORTED";
-  if (error instanceof E.BrokenPipe) return "EPIPE";
-  if (error instanceof E.NotConnected) return "ENOTCONN";
-  if (error instanceof E.AddrInUse) return "EADDRINUSE";
-  if (error instanceof E.AddrNotAvailable) return "EADDRNOTAVAIL";
-  if (error instanceof E.BadResource || error instanceof E.Interrupted) return "EBADF";
-  if (error instanceof E.NotCapable || error instanceof E.PermissionDenied) return "EACCES";
-  if (error instanceof E.NetworkUnreachable) return "ENETUNREACH";
-  if (error instanceof E.InvalidData) return "EPROTO";
-  return "EIO";
 }

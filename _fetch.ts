@@ -15,7 +15,7 @@
 
 import { _blocking, _combine, _cooperative, type _Patch } from "./_platform.ts";
 import { currentSignal } from "./greenlet.ts";
-import { _begin, type _Waiter } from "./hub.ts";
+import { _begin, _labelWaits, type _Waiter } from "./hub.ts";
 
 // Each request gets its own AbortController, linked to the greenlet's `currentSignal()` by one
 // listener per signal: passing the long-lived signal itself would hang a dependent signal on
@@ -40,6 +40,8 @@ class Ring {
 /** A request's own controller, in its scope's list until its body is read. */
 class Link extends Ring {
   readonly ctl: AbortController = new AbortController();
+  /** What the request is, for run-info: `fetch https://example.com/`. */
+  what = "fetch";
 }
 
 function link(scope: AbortSignal): Link {
@@ -84,15 +86,16 @@ function unlink(l: Link | undefined): void {
 function noop(): void {}
 
 /** `_onCancel` of a request's blocking calls: the kill or Timeout aborts the request. */
-function abortOwner<T>(w: _Waiter<T>): void {
-  (w._owner as Link).ctl.abort();
+function abortOwner<T>(w: _Waiter<T, Link>): void {
+  w._owner.ctl.abort();
 }
+_labelWaits(abortOwner, (w) => w._owner.what);
 
 /**
  * The end of a blocking body read `p` (started after `begin(l)` returned `w`), in one `.then`:
  * when `p` settles the request of `l` is unlinked from its scope and `w` gets the outcome.
  */
-function settle<T>(w: _Waiter<T>, p: Promise<T>, l: Link | undefined): Promise<T> {
+function settle<T>(w: _Waiter<T, Link>, p: Promise<T>, l: Link | undefined): Promise<T> {
   p.then((value) => {
     unlink(l);
     w._wake(value);
@@ -109,8 +112,8 @@ function settle<T>(w: _Waiter<T>, p: Promise<T>, l: Link | undefined): Promise<T
  * interruption aborts the request of `l`. An exception already pending is returned as a
  * rejected promise, and that request is aborted and unlinked all the same.
  */
-function begin<T>(l: Link | undefined): _Waiter<T> | Promise<never> {
-  const w = _begin<T>();
+function begin<T>(l: Link | undefined): _Waiter<T, Link> | Promise<never> {
+  const w = _begin<T, Link>();
   if (w instanceof Promise) {
     // An exception was pending: the request is interrupted all the same.
     if (l !== undefined) {
@@ -212,9 +215,12 @@ function cooperativeBody(
 function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
   return function fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     if (!_cooperative()) return original(input, init);
-    const w = _begin<Response>();
+    const w = _begin<Response, Link>();
     if (w instanceof Promise) return w; // an exception was pending: no request at all
     const l = link(currentSignal());
+    l.what = `fetch ${
+      typeof input === "string" ? input : input instanceof URL ? input.href : input.url
+    }`;
     w._owner = l;
     w._onCancel = abortOwner;
     w._arm(undefined, noop);
@@ -243,15 +249,21 @@ function makeFetch(original: typeof globalThis.fetch): typeof globalThis.fetch {
 
 const BODY_METHODS = ["arrayBuffer", "blob", "bytes", "formData", "json", "text"] as const;
 
+/**
+ * `Response.prototype`, read when the patches are installed: the first read of the global
+ * `Response` loads Deno's fetch implementation (~10 ms of start-up).
+ */
+const responsePrototype = (): object => Response.prototype;
+
 /** @ignore The globals this module implements, for `monkey.patchFetch()`. */
 export const _patches: readonly _Patch[] = [
   { area: "fetch", target: globalThis, name: "fetch", make: makeFetch },
   ...BODY_METHODS.map((name): _Patch => ({
     area: "fetch",
-    target: Response.prototype,
+    target: responsePrototype,
     name,
     make: makeBodyMethod,
   })),
-  { area: "fetch", target: Response.prototype, name: "clone", make: makeClone },
-  { area: "fetch", target: Response.prototype, name: "body", getter: true, make: makeBodyGetter },
+  { area: "fetch", target: responsePrototype, name: "clone", make: makeClone },
+  { area: "fetch", target: responsePrototype, name: "body", getter: true, make: makeBodyGetter },
 ];

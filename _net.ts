@@ -28,8 +28,8 @@
  */
 
 import type net from "node:net";
-import { type _Flow, _current, _inHub, _root, _setForeignInterrupter } from "./hub.ts";
-import { Buffer } from "node:buffer";
+import type buffer from "node:buffer";
+import { _current, type _Flow, _inHub, _root, _setForeignInterrupter } from "./hub.ts";
 import { _isBlockingCommand, _pgCancelRequest, _pgQuery, _track, type _Tracker } from "./_wire.ts";
 import { _builtin, type _Patch } from "./_platform.ts";
 import { Greenlet } from "./greenlet.ts";
@@ -263,7 +263,8 @@ function makePush(original: Push): Push {
     if (!done.some(edited) && (next === undefined || !edited(next))) {
       result = original.call(this, chunk, encoding);
     } else {
-      const kept = edit(chunk, done, tracker.ends!, next !== undefined && edited(next));
+      const rest = next !== undefined && edited(next) ? "drop" : "keep";
+      const kept = edit(chunk, done, tracker.ends!, rest);
       if (kept.length > 0) result = original.call(this, kept, encoding);
     }
     // Whether the reply now being received has begun (it can no longer be replaced).
@@ -289,11 +290,22 @@ function edited(r: Request): boolean {
 }
 
 /**
- * `chunk` with the replies to our own requests removed and those of requests cut off while
- * queued replaced (`ends[i]`: where the reply of `done[i]` ends; `restEdited`: the bytes after
- * the last end belong to a reply being removed or replaced).
+ * `node:buffer`'s `Buffer`, loaded on first use (only patched sockets need it): importing
+ * `node:buffer` costs a program a few milliseconds of start-up.
  */
-function edit(chunk: Uint8Array, done: Request[], ends: number[], restEdited: boolean): Uint8Array {
+let Buffer: typeof buffer.Buffer | undefined;
+
+/**
+ * `chunk` with the replies to our own requests removed and those of requests cut off while
+ * queued replaced (`ends[i]`: where the reply of `done[i]` ends). The bytes after the last end
+ * are kept, unless `rest` is `"drop"`: they belong to a reply being removed or replaced.
+ */
+function edit(
+  chunk: Uint8Array,
+  done: Request[],
+  ends: number[],
+  rest: "keep" | "drop",
+): Uint8Array {
   const parts: Uint8Array[] = [];
   let from = 0;
   for (let i = 0; i < done.length; i++) {
@@ -302,8 +314,10 @@ function edit(chunk: Uint8Array, done: Request[], ends: number[], restEdited: bo
     else if (!r.ours) parts.push(chunk.subarray(from, ends[i]));
     from = ends[i];
   }
-  if (!restEdited) parts.push(chunk.subarray(from));
+  if (rest === "keep") parts.push(chunk.subarray(from));
   if (parts.length === 1) return parts[0];
+  // A Buffer, as the drivers expect of a `node:net` socket.
+  Buffer ??= _builtin<typeof buffer>("node:buffer").Buffer;
   const out = Buffer.alloc(parts.reduce((sum, p) => sum + p.length, 0));
   let at = 0;
   for (const p of parts) {

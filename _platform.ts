@@ -9,7 +9,7 @@
  * @module
  */
 
-import { _begin, _current, _inHub, _root, type _Waiter } from "./hub.ts";
+import { _begin, _current, _inHub, _labelWaits, _root, type _Waiter } from "./hub.ts";
 import { _needsDeno } from "./_runtime.ts";
 
 type DenoApi = typeof Deno;
@@ -38,8 +38,6 @@ export const _deno: {
   listenTls: DenoApi["listenTls"];
   startTls: DenoApi["startTls"];
   resolveDns: DenoApi["resolveDns"];
-  fetch: typeof globalThis.fetch;
-  Command: DenoApi["Command"];
 } = {
   connect: D?.connect ?? missing("connect"),
   connectTls: D?.connectTls ?? missing("connectTls"),
@@ -47,8 +45,8 @@ export const _deno: {
   listenTls: D?.listenTls ?? missing("listenTls"),
   startTls: D?.startTls ?? missing("startTls"),
   resolveDns: D?.resolveDns ?? missing("resolveDns"),
-  fetch: globalThis.fetch,
-  Command: D?.Command ?? missing("Command"),
+  // Not `Deno.Command`: reading it loads Deno's process module (~7 ms of start-up), and the
+  // library never runs a command itself (`monkey.patchSubprocess()` reads it when it patches).
 };
 
 /** @ignore The areas of `monkey.ts`: one `patchXxx()` function each. */
@@ -96,12 +94,13 @@ interface Op<T> {
   orphan: ((value: T) => void) | undefined;
 }
 
-function onInterrupt<T>(w: _Waiter<T>): void {
-  const op = w._owner as Op<T>;
+function onInterrupt<T>(w: _Waiter<T, Op<T>>): void {
+  const op = w._owner;
   const f = op.interrupted;
   op.interrupted = undefined;
   f?.();
 }
+_labelWaits(onInterrupt, () => "a patched platform call (Deno.connect, Deno.resolveDns, ...)");
 
 /**
  * @ignore Runs `start()` as a blocking call of the current flow: `kill()` or a `Timeout`
@@ -115,7 +114,7 @@ export function _blocking<T>(
   interrupted?: () => void,
   orphan?: (value: T) => void,
 ): Promise<T> {
-  const w = _begin<T>();
+  const w = _begin<T, Op<T>>();
   if (w instanceof Promise) {
     // An exception was pending (a kill that arrived between two calls): the operation is
     // interrupted before it starts, and what it would have used is released all the same.

@@ -16,12 +16,12 @@
  * @module
  */
 
-/** @ignore A wire protocol recognised from the client's first bytes. */
-export type _Protocol = "postgres" | "redis" | "opaque";
+/** A wire protocol recognised from the client's first bytes. */
+type Protocol = "postgres" | "redis" | "opaque";
 
 /** @ignore Counts requests and replies of one connection. */
 export interface _Tracker {
-  readonly protocol: _Protocol;
+  readonly protocol: Protocol;
   /** Bytes the client wrote: returns how many requests they start (-1: tracking lost). */
   out(data: Uint8Array): number;
   /** Bytes the server sent: returns how many requests they complete (-1: tracking lost). */
@@ -218,9 +218,10 @@ class RespScanner {
   #name = "";
   lastName = "";
 
+  /** Whether it records the name of each command (the client's side of the stream). */
   readonly captureNames: boolean;
-  constructor(captureNames: boolean) {
-    this.captureNames = captureNames;
+  constructor(options?: { captureNames?: boolean }) {
+    this.captureNames = options?.captureNames ?? false;
   }
 
   /** Where each value the last `push` completed ends, in its bytes. */
@@ -340,8 +341,8 @@ const UNTRACKABLE = new Set(["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR"]
 class RedisTracker implements _Tracker {
   readonly protocol = "redis" as const;
   lastCommand = "";
-  #client = new RespScanner(true);
-  #server = new RespScanner(false);
+  #client = new RespScanner({ captureNames: true });
+  #server = new RespScanner();
   #lost = false;
 
   out(data: Uint8Array): number {

@@ -9,7 +9,9 @@
  * @module
  */
 
+import { _checkMs } from "./_check.ts";
 import { _refTimer, _unrefTimer } from "./_runtime.ts";
+import { _DRAIN_END, _DRAIN_START, _mark, _marking } from "./_monitor_state.ts";
 
 /** How long, in milliseconds, the run queue may keep the thread before yielding to timers and I/O. */
 export const SLICE_MS = 4;
@@ -235,7 +237,8 @@ export class Loop {
    * @returns An inactive timer watcher.
    * @throws {RangeError} If `after` or `repeat` is negative or not finite.
    */
-  timer(after: number, repeat = 0, options: TimerOptions = {}): TimerWatcher {
+  timer(after: number, repeat = 0, options?: TimerOptions): TimerWatcher {
+    if (options === undefined) options = {};
     _checkMs("after", after);
     _checkMs("repeat", repeat);
     return new TimerWatcher(this, after, repeat, options.ref ?? true);
@@ -322,7 +325,9 @@ export class Loop {
 
   /** @ignore Entered from the gate, outside every async context. */
   _enter(): void {
-    if (performance.now() - this.#sliceStart > SLICE_MS) {
+    const now = performance.now();
+    this.#now = now;
+    if (now - this.#sliceStart > SLICE_MS) {
       setImmediate(this.#drainFromMacrotask);
     } else {
       this.#drain();
@@ -342,6 +347,7 @@ export class Loop {
     this.#tick = undefined;
     this.#tickAt = -1;
     let i = this.#head;
+    if (_marking) _mark(_DRAIN_START, undefined);
     try {
       while (i < n) {
         const fn = queue[i] as Entry;
@@ -367,6 +373,7 @@ export class Loop {
         this.#head = i;
       }
       this.#now = performance.now();
+      if (_marking) _mark(_DRAIN_END, undefined);
       if (this.#length > this.#head) this.#kick();
       else this.#scheduled = false;
     }
@@ -391,21 +398,6 @@ function gateOpened(): void {
   openGate = armGate();
   const loops = kicked.splice(0);
   for (const loop of loops) loop._enter();
-}
-
-/**
- * @ignore Validates a duration in milliseconds.
- * @throws {RangeError} If the value is negative, NaN or infinite.
- */
-export function _checkMs(name: string, value: unknown): void {
-  if (typeof value !== "number") {
-    throw new TypeError(`'${name}' must be a number of milliseconds: current value is ${value}`);
-  }
-  if (!(value >= 0) || value === Infinity) {
-    throw new RangeError(
-      `'${name}' must be a finite, non-negative number of milliseconds: current value is ${value}`,
-    );
-  }
 }
 
 /** The longest delay `setTimeout` honours; longer ones fire at once (TimeoutOverflowWarning). */

@@ -7,7 +7,9 @@
  * @module
  */
 
-import { _badOptions, _badTimeout, _begin, _refusal, type _Waiter, getHub } from "./hub.ts";
+import { _badBag, _badTimeout, _badWaitOptions } from "./_check.ts";
+import { _begin, _labelWaits, _refusal, type _Waiter } from "./hub.ts";
+import { _Linkable, _linkCount, type _LinkMode, _notifyLinks } from "./_wait.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of a wait with a deadline. */
@@ -32,31 +34,28 @@ export interface ResultGetOptions {
 const RESOLVED_TRUE: Promise<boolean> = Promise.resolve(true);
 const RESOLVED_FALSE: Promise<boolean> = Promise.resolve(false);
 
-function forget(w: _Waiter<boolean>): void {
-  const n = w._owner as _Notifier;
+function forget(w: _Waiter<boolean, _Notifier>): void {
+  const n = w._owner;
   const ws = n._waiters;
   if (ws === w) n._waiters = undefined;
   else if (ws instanceof Set) ws.delete(w);
 }
 
-function timedOut(w: _Waiter<boolean>): void {
+function timedOut(w: _Waiter<boolean, _Notifier>): void {
   forget(w);
   w._wake(false);
 }
+_labelWaits(forget, (w) => `${w._owner.constructor.name}.wait`);
 
-function runLinks(arg: unknown): void {
-  (arg as _Notifier)._runLinks();
-}
-
-/** @ignore The waiting and linking shared by `Event` and `AsyncResult`. */
-export abstract class _Notifier {
+/** @ignore The waiting shared by `Event` and `AsyncResult` (their links stay linked). */
+export abstract class _Notifier extends _Linkable {
   /** @ignore */
-  _waiters: _Waiter<boolean> | Set<_Waiter<boolean>> | undefined = undefined;
-  #links: ((source: never) => void)[] | undefined = undefined;
-  #notifying = false;
+  _waiters: _Waiter<boolean, _Notifier> | Set<_Waiter<boolean, _Notifier>> | undefined = undefined;
 
-  /** Whether waiting would return at once. */
-  abstract ready(): boolean;
+  /** @ignore A callback stays linked: it is called each time the object becomes ready. */
+  get _linkMode(): _LinkMode {
+    return "keep";
+  }
 
   /** @ignore Wakes every waiter and schedules the rawlinks. */
   _notifyAll(): void {
@@ -66,31 +65,7 @@ export abstract class _Notifier {
       if (ws instanceof Set) { for (const w of ws) w._wake(true); }
       else ws._wake(true);
     }
-    if (this.#links !== undefined && !this.#notifying) {
-      this.#notifying = true;
-      getHub().loop._schedule(runLinks, this);
-    }
-  }
-
-  /** @ignore */
-  _runLinks(): void {
-    this.#notifying = false;
-    if (!this.ready() || this.#links === undefined) return;
-    const hub = getHub();
-    hub.loop._inCallback++;
-    try {
-      for (const cb of [...this.#links]) {
-        if (!this.ready()) break;
-        if (!this.#links?.includes(cb)) continue;
-        try {
-          (cb as (source: this) => void)(this);
-        } catch (error) {
-          hub._report(cb, error);
-        }
-      }
-    } finally {
-      hub.loop._inCallback--;
-    }
+    if (this._links !== undefined) _notifyLinks(this);
   }
 
   /** @ignore Blocks until ready; resolves `false` only when the timeout elapsed. */
@@ -101,7 +76,7 @@ export abstract class _Notifier {
     }
     if (this.ready()) return _refusal() ?? RESOLVED_TRUE;
     if (timeout === 0) return _refusal() ?? RESOLVED_FALSE;
-    const w = _begin<boolean>();
+    const w = _begin<boolean, _Notifier>();
     if (w instanceof Promise) return w;
     w._owner = this;
     w._onCancel = forget;
@@ -113,39 +88,11 @@ export abstract class _Notifier {
     return w.promise;
   }
 
-  /**
-   * Registers `callback(this)` to run in the hub whenever this object becomes ready (at once,
-   * on the loop's next turn, if it already is), until it is unlinked.
-   *
-   * @param callback The callback; blocking calls are not allowed in it.
-   * @throws {TypeError} If `callback` is not a function.
-   */
-  rawlink(callback: (source: this) => void): void {
-    if (typeof callback !== "function") {
-      throw new TypeError(`'callback' must be a function: current value is ${callback}`);
-    }
-    (this.#links ??= []).push(callback as (source: never) => void);
-    if (this.ready()) this._notifyAll();
-  }
-
-  /**
-   * Removes a callback added with {@linkcode _Notifier.rawlink}.
-   *
-   * @param callback The callback to remove.
-   */
-  unlink(callback: (source: this) => void): void {
-    const links = this.#links;
-    if (links === undefined) return;
-    const i = links.indexOf(callback as (source: never) => void);
-    if (i >= 0) links.splice(i, 1);
-    if (links.length === 0) this.#links = undefined;
-  }
-
   /** The number of greenlets waiting and callbacks linked. */
   linkCount(): number {
     const ws = this._waiters;
     const n = ws === undefined ? 0 : ws instanceof Set ? ws.size : 1;
-    return n + (this.#links?.length ?? 0);
+    return n + _linkCount(this);
   }
 }
 
@@ -203,8 +150,9 @@ export class Event extends _Notifier {
    * @returns `true` once set; `false` only when the timeout elapsed.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  wait(options: WaitTimeoutOptions = {}): Promise<boolean> {
-    const bad = _badOptions(options);
+  wait(options?: WaitTimeoutOptions): Promise<boolean> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) return Promise.reject(bad);
     return this._wait(options.timeout, options.signal);
   }
@@ -300,8 +248,9 @@ export class AsyncResult<T = unknown> extends _Notifier {
    * @throws {Timeout} If not ready and `block` is false or the timeout elapsed.
    * @throws {RangeError} For a negative or non-finite timeout.
    */
-  async get(options: ResultGetOptions = {}): Promise<T> {
-    const bad = _badOptions(options) ?? _badTimeout(options.timeout);
+  async get(options?: ResultGetOptions): Promise<T> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) throw bad;
     if (this.#state === PENDING) {
       if (options.block === false) throw new Timeout(0);
@@ -318,8 +267,9 @@ export class AsyncResult<T = unknown> extends _Notifier {
    * @returns The value, or `undefined`.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  async wait(options: WaitTimeoutOptions = {}): Promise<T | undefined> {
-    const bad = _badOptions(options);
+  async wait(options?: WaitTimeoutOptions): Promise<T | undefined> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     await this._wait(options.timeout, options.signal);
     return this.#value;

@@ -10,16 +10,19 @@
  * @module
  */
 
-import { _checkMs, _clearTimer, _setTimer, type _Timer } from "./core.ts";
+import { _badBag, _badCount, _checkMs, _list } from "./_check.ts";
+import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import {
-  _badCount,
-  _badOptions,
   _begin,
-  _Flow,
   _current,
+  _delist,
   _DELIVERED,
+  _describeWait,
+  _enlist,
+  _Flow,
   _FOREIGN,
-  _list,
+  _labelWaits,
+  _liveFlows,
   _notErrorDefaults,
   _runIn,
   type _Waiter,
@@ -27,7 +30,17 @@ import {
   type Hub,
 } from "./hub.ts";
 import { _ABANDON_GRACE, Timeout } from "./timeout.ts";
+import {
+  _addLink,
+  type _Link,
+  type _LinkFn,
+  type _LinkMode,
+  _notifyLinks,
+  _removeLink,
+} from "./_wait.ts";
 import { _inspect } from "./_runtime.ts";
+import { _mark, _marking, _START, _YIELD } from "./_monitor_state.ts";
+import { _greenletFailed, _killTimedOut } from "./events.ts";
 
 /**
  * The default exception of {@linkcode Greenlet.kill}. A greenlet that ends with it counts as
@@ -75,13 +88,11 @@ export type LinkTarget<T> = ((source: Greenlet<T>) => unknown) | ResultReceiver<
 type AnyFn = (...args: any[]) => unknown;
 // deno-lint-ignore no-explicit-any
 type AnyGreenlet = Greenlet<any>;
-type RawLink = ((source: AnyGreenlet) => void) & { _target?: unknown };
-interface Notify {
-  _notify(source: AnyGreenlet): void;
-}
-type LinkEntry = RawLink | Notify;
 
 let nextIdent = 0;
+
+/** @ignore How a greenlet's function ended: it returned its result, or threw it. */
+export type _Ending = "returned" | "threw";
 const NO_ARGS: unknown[] = [];
 
 function renderArg(arg: unknown): string {
@@ -97,11 +108,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 // Reactions run in the async context captured when `.then` was called: the greenlet's own.
 function settleValue(value: unknown): void {
-  (_current() as Greenlet<unknown>)._die(value, undefined, false);
+  (_current() as Greenlet<unknown>)._die(value, "returned");
 }
 
 function settleError(error: unknown): void {
-  (_current() as Greenlet<unknown>)._die(undefined, error, true);
+  (_current() as Greenlet<unknown>)._die(error, "threw");
 }
 
 let starting: Greenlet<unknown> | undefined;
@@ -109,19 +120,20 @@ let starting: Greenlet<unknown> | undefined;
 function invoke(): void {
   const g = starting!;
   starting = undefined;
+  if (_marking) _mark(_START, g);
   let result: unknown;
   try {
     result = g._fn(...g._args);
   } catch (error) {
-    g._die(undefined, error, true);
+    g._die(error, "threw");
     return;
   }
   if (result instanceof Promise) {
     result.then(settleValue, settleError);
   } else if (isThenable(result)) {
-    result.then((v) => g._die(v, undefined, false), (e) => g._die(undefined, e, true));
+    result.then((v) => g._die(v, "returned"), (e) => g._die(e, "threw"));
   } else {
-    g._die(result, undefined, false);
+    g._die(result, "returned");
   }
 }
 
@@ -131,43 +143,49 @@ function runGreenlet(arg: unknown): void {
   if (g._startTimer !== undefined) g._startTimer = undefined;
   g._state = RUNNING;
   starting = g;
+  const trace = g._trace;
+  if (trace !== undefined) {
+    g._trace = undefined;
+    const otel = otelContext();
+    if (otel !== undefined && otel.active() !== trace) {
+      otel.with(trace, enterGreenlet, undefined, g);
+      return;
+    }
+  }
   _runIn(g, invoke);
 }
 
-function runLinks(arg: unknown): void {
-  const g = arg as Greenlet<unknown>;
-  const hub = getHub();
-  hub.loop._inCallback++;
-  try {
-    for (;;) {
-      const links = g._links;
-      if (links === undefined) break;
-      let link: LinkEntry;
-      if (Array.isArray(links)) {
-        link = links.shift()!;
-        if (links.length === 0) g._links = undefined;
-      } else {
-        link = links;
-        g._links = undefined;
-      }
-      try {
-        if (typeof link === "function") link(g as AnyGreenlet);
-        else link._notify(g as AnyGreenlet);
-      } catch (error) {
-        hub._report(link, error);
-      }
-    }
-  } finally {
-    g._notifying = false;
-    hub.loop._inCallback--;
-  }
+// Tracing: Deno's built-in OpenTelemetry (`OTEL_DENO=true`) and `@opentelemetry/api` register
+// their context manager under this global. A greenlet keeps the context that was active where
+// it was created and starts inside it: the run queue drains outside every async context (see
+// `core.ts`), which would otherwise drop the span of the code that spawned it.
+const OTEL_API = Symbol.for("opentelemetry.js.api.1");
+
+interface OtelContextManager {
+  active(): unknown;
+  with(
+    ctx: unknown,
+    fn: (g: Greenlet<unknown>) => void,
+    self: undefined,
+    g: Greenlet<unknown>,
+  ): void;
 }
 
-function unlinkOnCancel(w: _Waiter<boolean>): void {
-  (w._owner as Greenlet<unknown>)._removeLink(w as unknown as LinkEntry);
+function otelContext(): OtelContextManager | undefined {
+  return (globalThis as { [OTEL_API]?: { context?: OtelContextManager } })[OTEL_API]?.context;
 }
 
-function joinTimedOut(w: _Waiter<boolean>): void {
+function enterGreenlet(g: Greenlet<unknown>): void {
+  _runIn(g, invoke);
+}
+
+function unlinkOnCancel(w: _Waiter<boolean, Greenlet<unknown>>): void {
+  _removeLink(w._owner, w);
+}
+
+_labelWaits(unlinkOnCancel, (w) => `join ${w._owner}`);
+
+function joinTimedOut(w: _Waiter<boolean, Greenlet<unknown>>): void {
   unlinkOnCancel(w);
   w._wake(false);
 }
@@ -229,12 +247,21 @@ export class Greenlet<T = unknown> extends _Flow {
   _args: unknown[];
   /** @ignore */
   _state = NEW;
-  /** @ignore */
+  /**
+   * @ignore What it returned or threw, once dead; while it is live, the loop's clock when it
+   * was started, in whole ms modulo 2^32 (for run-info's age: no field of its own).
+   */
   _result: unknown = undefined;
   /** @ignore */
-  _links: LinkEntry | LinkEntry[] | undefined = undefined;
+  _links: _Link | _Link[] | undefined = undefined;
+  /** @ignore Neighbours in the hub's list of live greenlets (started, not dead). */
+  override _prevLive: _Flow | undefined = undefined;
+  /** @ignore */
+  override _nextLive: _Flow | undefined = undefined;
   /** @ignore */
   declare _notifying: boolean;
+  /** @ignore Links run once: a greenlet dies once. */
+  declare readonly _linkMode: _LinkMode;
   // Rarely used state lives on the prototype until set (see below the class): a greenlet
   // blocked on an event is then mostly its function, arguments, state and result.
   /** @ignore */
@@ -247,6 +274,10 @@ export class Greenlet<T = unknown> extends _Flow {
   declare _killCtl: AbortController | undefined;
   /** @ignore Declares a killed greenlet dead when what it awaits cannot be cut off. */
   declare _abandonTimer: ReturnType<typeof setTimeout> | undefined;
+  /** @ignore The OpenTelemetry context active where it was created (only while tracing). */
+  declare _trace: unknown;
+  /** @ignore Where it was created, while the hub's `trackSpawnSites` is on. */
+  declare _site: Error | undefined;
   /** The greenlet that created this one; `undefined` when created outside any greenlet. */
   readonly parent: Greenlet<unknown> | undefined;
 
@@ -269,6 +300,9 @@ export class Greenlet<T = unknown> extends _Flow {
     this._args = args.length === 0 ? NO_ARGS : args;
     const parent = _current();
     this.parent = parent instanceof Greenlet ? parent : undefined;
+    if (trackingSites) this._site = new Error("spawned");
+    const otel = otelContext();
+    if (otel !== undefined) this._trace = otel.active();
   }
 
   /**
@@ -294,6 +328,7 @@ export class Greenlet<T = unknown> extends _Flow {
     this._state = SCHEDULED;
     const hub = getHub();
     hub._alive++;
+    enlist(this, hub);
     hub.loop._schedule(runGreenlet, this);
   }
 
@@ -302,6 +337,7 @@ export class Greenlet<T = unknown> extends _Flow {
     this._state = SCHEDULED;
     const hub = getHub();
     hub._alive++;
+    enlist(this, hub);
     const loop = hub.loop;
     const inCallback = loop._inCallback;
     loop._inCallback = 0; // its code is the greenlet's, not the hub's
@@ -322,7 +358,9 @@ export class Greenlet<T = unknown> extends _Flow {
     _checkMs("ms", ms);
     if (this._state !== NEW) return;
     this._state = SCHEDULED;
-    getHub()._alive++;
+    const hub = getHub();
+    hub._alive++;
+    enlist(this, hub);
     this._startTimer = _setTimer(runGreenlet, ms, this);
   }
 
@@ -382,8 +420,9 @@ export class Greenlet<T = unknown> extends _Flow {
    * @returns `true` if the greenlet finished, `false` if the timeout elapsed first.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  join(options: JoinOptions = {}): Promise<boolean> {
-    const bad = _badOptions(options);
+  join(options?: JoinOptions): Promise<boolean> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { timeout } = options;
     if (timeout !== undefined) {
@@ -395,11 +434,11 @@ export class Greenlet<T = unknown> extends _Flow {
     }
     if (this._state >= SUCCEEDED) return Promise.resolve(true);
     if (timeout === 0) return Promise.resolve(false);
-    const w = _begin<boolean>();
+    const w = _begin<boolean, Greenlet<unknown>>();
     if (w instanceof Promise) return w;
     w._owner = this;
     w._onCancel = unlinkOnCancel;
-    this._addLink(w as unknown as LinkEntry);
+    _addLink(this, w);
     w._arm(timeout, joinTimedOut, options.signal);
     return w.promise;
   }
@@ -412,8 +451,9 @@ export class Greenlet<T = unknown> extends _Flow {
    * @throws {Timeout} If it is unfinished and `block` is false or the timeout elapsed.
    * @throws {RangeError} For a negative or non-finite timeout.
    */
-  async get(options: GetOptions = {}): Promise<T | GreenletExit | undefined> {
-    const bad = _badOptions(options);
+  async get(options?: GetOptions): Promise<T | GreenletExit | undefined> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     if (options.timeout !== undefined) _checkMs("timeout", options.timeout);
     if (this._state < SUCCEEDED) {
@@ -446,7 +486,8 @@ export class Greenlet<T = unknown> extends _Flow {
    * await assert.rejects(killed.result(), GreenletExit);
    * ```
    */
-  async result(options: GetOptions = {}): Promise<T> {
+  async result(options?: GetOptions): Promise<T> {
+    if (options === undefined) options = {};
     const value = await this.get(options);
     if (value instanceof GreenletExit) throw value;
     return value as T;
@@ -468,13 +509,18 @@ export class Greenlet<T = unknown> extends _Flow {
    * @param options `exception`, `block`, `timeout`.
    * @returns A promise that resolves once the kill is delivered (and, with `block`, done).
    */
-  async kill(options: KillOptions = {}): Promise<void> {
-    const bad = _badOptions(options);
+  async kill(options?: KillOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     const { block = true, timeout } = options;
     if (timeout !== undefined) _checkMs("timeout", timeout);
     this._deliverKill(options.exception);
-    if (block && !this.dead && _current() !== this) await this.join({ timeout });
+    if (block && !this.dead && _current() !== this) {
+      if (!await this.join({ timeout }) && !this.dead && timeout !== undefined) {
+        _killTimedOut(_describeGreenlet(this), timeout);
+      }
+    }
   }
 
   /** @ignore Throws the kill exception in, without waiting. */
@@ -505,7 +551,7 @@ export class Greenlet<T = unknown> extends _Flow {
       _clearTimer(this._startTimer);
       this._startTimer = undefined;
     }
-    this._die(undefined, exc, true);
+    this._die(exc, "threw");
   }
 
   /**
@@ -537,11 +583,11 @@ export class Greenlet<T = unknown> extends _Flow {
   }
 
   #linkWhen(callback: LinkTarget<T>, when: boolean | undefined): void {
-    let wrapper: RawLink;
+    let wrapper: _LinkFn;
     if (typeof callback === "function") {
       // As in gevent, each callback's greenlet starts at once, before the next link is looked
       // at: a callback that unlinks a later one prevents it.
-      wrapper = (g) => {
+      wrapper = (g: Greenlet<T>) => {
         if (when === undefined || g.successful() === when) {
           new Greenlet(callback as (g: Greenlet<T>) => unknown, g)._startNow();
         }
@@ -550,7 +596,7 @@ export class Greenlet<T = unknown> extends _Flow {
       callback !== null && typeof callback === "object" && typeof callback.set === "function" &&
       typeof callback.setException === "function"
     ) {
-      wrapper = (g) => {
+      wrapper = (g: Greenlet<T>) => {
         if (when !== undefined && g.successful() !== when) return;
         if (g.successful()) callback.set(g.value as T);
         else callback.setException(g.exception);
@@ -563,7 +609,7 @@ export class Greenlet<T = unknown> extends _Flow {
       );
     }
     wrapper._target = callback;
-    this._addLink(wrapper);
+    _addLink(this, wrapper);
   }
 
   /**
@@ -578,7 +624,7 @@ export class Greenlet<T = unknown> extends _Flow {
     if (typeof callback !== "function") {
       throw new TypeError(`'callback' must be a function: current value is ${renderArg(callback)}`);
     }
-    this._addLink(callback as unknown as RawLink);
+    _addLink(this, callback as _LinkFn);
   }
 
   /**
@@ -587,7 +633,7 @@ export class Greenlet<T = unknown> extends _Flow {
    * @param callback The callback to remove.
    */
   unlink(callback: unknown): void {
-    this._removeLink(callback as LinkEntry);
+    _removeLink(this, callback);
   }
 
   /** Removes every link. */
@@ -611,51 +657,36 @@ export class Greenlet<T = unknown> extends _Flow {
     return `<Greenlet "${this.name}": ${fn}(${this._args.map(renderArg).join(", ")})>`;
   }
 
-  /** @ignore */
-  _addLink(entry: LinkEntry): void {
-    const links = this._links;
-    if (links === undefined) this._links = entry;
-    else if (Array.isArray(links)) links.push(entry);
-    else this._links = [links, entry];
-    if (this._state >= SUCCEEDED) this.#notifyLinks();
-  }
-
-  /** @ignore */
-  _removeLink(entry: LinkEntry): void {
-    const links = this._links;
-    if (links === undefined) return;
-    const match = (l: LinkEntry) => l === entry || (l as RawLink)._target === entry;
-    if (Array.isArray(links)) {
-      const kept = links.filter((l) => !match(l));
-      this._links = kept.length === 0 ? undefined : kept.length === 1 ? kept[0] : kept;
-    } else if (match(links)) {
-      this._links = undefined;
-    }
-  }
-
-  /** @ignore Records the outcome and wakes joiners and links. */
-  _die(value: unknown, error: unknown, failed: boolean): void {
+  /**
+   * @ignore Records how the greenlet's function ended (it `"returned"` or `"threw"` `result`)
+   * and wakes joiners and links.
+   */
+  _die(result: unknown, how: _Ending): void {
     const prev = this._state;
     if (prev >= SUCCEEDED) return;
+    if (_marking) _mark(_YIELD, this);
     if (this._abandonTimer !== undefined) {
       clearTimeout(this._abandonTimer);
       this._abandonTimer = undefined;
     }
     if (this._killCtl !== undefined || this._interrupted !== undefined) {
-      [error, failed] = this.#outcome(value, error, failed);
+      [result, how] = this.#outcome(result, how);
     }
     let hub: Hub | undefined;
-    if (failed && !(error instanceof GreenletExit)) {
+    this._result = result;
+    if (how === "threw" && !(result instanceof GreenletExit)) {
       this._state = FAILED;
-      this._result = error;
       hub = getHub();
-      hub._report(this, error);
+      hub._report(this, result);
+      _greenletFailed(this, result);
     } else {
       this._state = SUCCEEDED;
-      this._result = failed ? error : value;
     }
-    if (prev !== NEW) (hub ?? getHub())._greenletDied();
-    if (this._links !== undefined) this.#notifyLinks();
+    if (prev !== NEW) {
+      _delist(this);
+      (hub ?? getHub())._greenletDied();
+    }
+    if (this._links !== undefined) _notifyLinks(this);
   }
 
   /** @ignore The kill reached it: it is not given up on (see `_deliverKill`). */
@@ -671,47 +702,41 @@ export class Greenlet<T = unknown> extends _Flow {
    * something outside the library and never reached a blocking call) ends as killed, and one
    * that fails with the error its cut-off I/O produced ends with the exception that cut it off.
    */
-  #outcome(value: unknown, error: unknown, failed: boolean): [unknown, boolean] {
+  #outcome(result: unknown, how: _Ending): [unknown, _Ending] {
     const kill = this._killCtl?.signal.aborted ? this._killCtl.signal.reason : undefined;
-    if (kill !== undefined && this._takeIf(kill)) return [kill, true];
+    if (kill !== undefined && this._takeIf(kill)) return [kill, "threw"];
     const cut = this._interrupted;
-    if (failed && cut !== undefined && error !== cut) return [cut, true];
-    return [failed ? error : value, failed];
-  }
-
-  #notifyLinks(): void {
-    if (this._notifying) return;
-    // Internal waiters (join, joinAll) are woken at once; user callbacks run in the hub.
-    const links = this._links!;
-    if (!Array.isArray(links)) {
-      if (typeof links !== "function") {
-        this._links = undefined;
-        links._notify(this as AnyGreenlet);
-        return;
-      }
-    } else {
-      const user: LinkEntry[] = [];
-      for (const l of links) {
-        if (typeof l === "function") user.push(l);
-        else l._notify(this as AnyGreenlet);
-      }
-      if (user.length === 0) {
-        this._links = undefined;
-        return;
-      }
-      this._links = user.length === 1 ? user[0] : user;
-    }
-    this._notifying = true;
-    getHub().loop._schedule(runLinks, this);
+    if (how === "threw" && cut !== undefined && result !== cut) return [cut, "threw"];
+    return [result, how];
   }
 }
 
 Greenlet.prototype._notifying = false;
+(Greenlet.prototype as { _linkMode: _LinkMode })._linkMode = "once";
 Greenlet.prototype._startTimer = undefined;
 Greenlet.prototype._ident = undefined;
 Greenlet.prototype._name = undefined;
 Greenlet.prototype._killCtl = undefined;
 Greenlet.prototype._abandonTimer = undefined;
+Greenlet.prototype._trace = undefined;
+Greenlet.prototype._site = undefined;
+
+function enlist(g: Greenlet<unknown>, hub: Hub): void {
+  _enlist(g);
+  g._result = hub.loop.now() | 0;
+}
+
+/** @ignore Every live greenlet (started, not dead), in the order they were started. */
+export function _liveGreenlets(): Greenlet<unknown>[] {
+  return _liveFlows() as Greenlet<unknown>[];
+}
+
+let trackingSites = false;
+
+/** @ignore Turns the capture of spawn sites on or off (`Hub.trackSpawnSites`). */
+export function _trackSpawnSites(on: boolean): void {
+  trackingSites = on;
+}
 
 /** Marks a kill being delivered, before its grace timer is known (see `_deliverKill`). */
 const LANDING = 0 as unknown as ReturnType<typeof setTimeout>;
@@ -721,7 +746,7 @@ const CUT_GRACE = 1000;
 
 function abandonKilled(g: Greenlet<unknown>, exc: unknown): void {
   g._abandonTimer = undefined;
-  g._die(undefined, exc, true);
+  g._die(exc, "threw");
   // Its code stays suspended on a promise the kill could not reach; if that ever settles, the
   // code resumes as a dead greenlet's, and the kill is thrown at its next blocking call.
   g._pending = exc;
@@ -729,6 +754,12 @@ function abandonKilled(g: Greenlet<unknown>, exc: unknown): void {
 
 /**
  * Creates a greenlet for `fn(...args)` and starts it. It runs once the caller yields.
+ *
+ * Tracing: when OpenTelemetry is on (Deno's `OTEL_DENO=true`, or a context manager registered
+ * through `@opentelemetry/api`), every greenlet runs in the trace context that was active where
+ * it was created (`spawn`, `new Greenlet`, `spawnLater`, a pool's `spawn`): a `fetch` it makes
+ * is a child span of the span of the code that spawned it. Other async context
+ * (`AsyncLocalStorage` stores) is not carried over; link callbacks run in the hub, outside it.
  *
  * @typeParam A The argument types.
  * @typeParam R What `fn` returns.
@@ -776,10 +807,11 @@ export function spawn<A extends unknown[], R>(
  * import { spawnLater } from "@x/gevent/greenlet";
  * import assert from "node:assert/strict";
  *
- * const t0 = performance.now();
- * const g = spawnLater(20, () => performance.now() - t0);
+ * const log: string[] = [];
+ * const g = spawnLater(20, () => log.push("greenlet"));
+ * setTimeout(() => log.push("timer at 10 ms"), 10);
  * await g.join();
- * assert.ok(g.value! as number >= 15);
+ * assert.deepEqual(log, ["timer at 10 ms", "greenlet"]);
  * ```
  */
 export function spawnLater<A extends unknown[], R>(
@@ -859,7 +891,7 @@ class Collector {
   done: Greenlet<unknown>[] = [];
   left: number;
   raise: boolean;
-  w: _Waiter<void> | undefined = undefined;
+  w: _Waiter<void, Collector> | undefined = undefined;
   constructor(left: number, raise: boolean) {
     this.left = left;
     this.raise = raise;
@@ -871,9 +903,13 @@ class Collector {
   }
 }
 
-function collectorTimedOut(w: _Waiter<void>): void {
+function collectorTimedOut(w: _Waiter<void, Collector>): void {
   w._wake(undefined);
 }
+_labelWaits(
+  Collector,
+  (w: _Waiter<void, Collector>) => `joinAll (${w._owner.left} more to finish)`,
+);
 
 /**
  * Waits for greenlets to finish. Resolves to the finished greenlets, in completion order
@@ -900,14 +936,15 @@ function collectorTimedOut(w: _Waiter<void>): void {
  */
 export async function joinAll<G extends Greenlet<unknown>>(
   greenlets: Iterable<G>,
-  options: JoinAllOptions = {},
+  options?: JoinAllOptions,
 ): Promise<G[]> {
-  const bad = _badOptions(options);
+  if (options === undefined) options = {};
+  const bad = _badBag(options);
   if (bad !== undefined) throw bad;
   const { timeout, raiseError = false } = options;
   if (timeout !== undefined) _checkMs("timeout", timeout);
   const list = _list("greenlets", greenlets);
-  const badCount = _badCount(options.count);
+  const badCount = _badCount("count", options.count);
   if (badCount !== undefined) throw badCount;
   const count = options.count ?? list.length;
   const target = Math.min(count, list.length);
@@ -925,16 +962,17 @@ export async function joinAll<G extends Greenlet<unknown>>(
   if (done.length >= target || timeout === 0) return done.slice(0, target);
   const c = new Collector(target - done.length, raiseError);
   c.done = done as Greenlet<unknown>[];
-  const w = _begin<void>();
+  const w = _begin<void, Collector>();
   if (w instanceof Promise) await w;
-  c.w = w as _Waiter<void>;
-  for (const g of list) if (g._state < SUCCEEDED) g._addLink(c as unknown as LinkEntry);
+  c.w = w as _Waiter<void, Collector>;
+  c.w._owner = c;
+  for (const g of list) if (g._state < SUCCEEDED) _addLink(g, c);
   c.w._arm(timeout, collectorTimedOut, options.signal);
   try {
     await c.w.promise;
   } finally {
     if (c.done.length - (list.length - pending) < pending) {
-      for (const g of list) if (g._state < SUCCEEDED) g._removeLink(c as unknown as LinkEntry);
+      for (const g of list) if (g._state < SUCCEEDED) _removeLink(g, c);
     }
   }
   return c.done.slice(0, target) as G[];
@@ -962,9 +1000,10 @@ export async function joinAll<G extends Greenlet<unknown>>(
  */
 export async function killAll(
   greenlets: Iterable<Greenlet<unknown>>,
-  options: KillOptions = {},
+  options?: KillOptions,
 ): Promise<void> {
-  const bad = _badOptions(options);
+  if (options === undefined) options = {};
+  const bad = _badBag(options);
   if (bad !== undefined) throw bad;
   const { block = true, timeout } = options;
   if (timeout !== undefined) _checkMs("timeout", timeout);
@@ -984,16 +1023,17 @@ export async function killAll(
     const error = new Timeout(timeout);
     error.message =
       `${alive.length} of ${others.length} greenlets did not die within ${timeout} ms ` +
-      `of the kill: ${alive.map(describeWait).join("; ")}`;
+      `of the kill: ${alive.map(_describeGreenlet).join("; ")}`;
     throw error;
   }
 }
 
-function describeWait(g: Greenlet<unknown>): string {
+/** @ignore `g` and what it is doing, for messages about greenlets that did not die. */
+export function _describeGreenlet(g: Greenlet<unknown>): string {
   const where = g._state !== RUNNING
     ? "not started"
     : g._wait !== undefined
-    ? "blocked in a blocking call"
+    ? `blocked on ${_describeWait(g._wait)}`
     : "awaiting something outside the library";
   return `${g} (${where})`;
 }

@@ -25,8 +25,9 @@
 
 import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import { Event } from "./event.ts";
-import { getCurrent, Greenlet, GreenletExit, joinAll, killAll } from "./greenlet.ts";
-import { _badOptions, _badTimeout, _begin, _render, type _Waiter, getHub } from "./hub.ts";
+import { type _Ending, getCurrent, Greenlet, GreenletExit, joinAll, killAll } from "./greenlet.ts";
+import { _badBag, _badTimeout, _render } from "./_check.ts";
+import { _begin, _labelWaits, type _Waiter, getHub } from "./hub.ts";
 import { Pool } from "./pool.ts";
 import type { Address } from "./resolver.ts";
 import { Timeout } from "./timeout.ts";
@@ -457,7 +458,7 @@ class RequestGreenlet extends Greenlet<unknown> {
   }
 
   /** @ignore */
-  override _die(value: unknown, error: unknown, failed: boolean): void {
+  override _die(result: unknown, how: _Ending): void {
     if (this.dead) return;
     const st = this._args[0] as Req;
     if (st.fired !== NOT_FIRED) {
@@ -466,11 +467,7 @@ class RequestGreenlet extends Greenlet<unknown> {
       const signal = this._killCtl?.signal;
       if (signal?.aborted) this._takeIf(signal.reason);
     }
-    if (failed) {
-      value = st.engine._failed(st, error);
-      failed = false;
-    }
-    super._die(value, undefined, false);
+    super._die(how === "threw" ? st.engine._failed(st, result) : result, "returned");
     st.engine._finish(st);
     this._result = undefined;
     this._args = DEAD_ARGS;
@@ -587,7 +584,7 @@ class Engine {
           `current value is ${_render(handler)}`,
       );
     }
-    const bad = _badOptions(options);
+    const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     const { spawn, timeout, log } = options;
     if (typeof spawn === "number") {
@@ -821,8 +818,9 @@ class Engine {
     return list;
   }
 
-  stop(options: HttpStopOptions = {}): Promise<void> {
-    const bad = _badOptions(options);
+  stop(options?: HttpStopOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { timeout = 1000 } = options;
     const badTimeout = _badTimeout(timeout);
@@ -900,9 +898,18 @@ function logDate(ms: number): string {
 // Deno keeps a response's body in internal slots until it is sent: the logged length is read
 // from them when the body is a string or bytes (without touching the body), else from
 // `content-length`; when neither tells it, the log says `-`.
-const responseSymbols = Object.getOwnPropertySymbols(new Response(""));
-const fastBody = responseSymbols.find((s) => s.description === "serve fast body");
-const innerResponse = responseSymbols.find((s) => s.description === "response");
+// The slots are found on the first log line, not at import: the first use of the global
+// `Response` loads Deno's fetch implementation (~10 ms of start-up).
+let fastBody: symbol | undefined;
+let innerResponse: symbol | undefined;
+let slotsFound = false;
+
+function findSlots(): void {
+  const symbols = Object.getOwnPropertySymbols(new Response(""));
+  fastBody = symbols.find((s) => s.description === "serve fast body");
+  innerResponse = symbols.find((s) => s.description === "response");
+  slotsFound = true;
+}
 
 function utf8Length(text: string): number {
   let n = 0;
@@ -921,6 +928,7 @@ function lengthOf(body: unknown): number | undefined {
 
 /** The body length for the log, or `-` (as pywsgi writes an empty or unknown length). */
 function bodyLength(res: Response): string {
+  if (!slotsFound) findSlots();
   const slots = res as unknown as Record<symbol, unknown>;
   let n = fastBody === undefined ? undefined : lengthOf(slots[fastBody]);
   if (n === undefined && innerResponse !== undefined) {
@@ -1091,8 +1099,9 @@ export class HttpServer {
   constructor(
     address: Address | HttpListenOptions,
     handler: HttpHandler | FetchApp,
-    options: HttpServerOptions = {},
+    options?: HttpServerOptions,
   ) {
+    if (options === undefined) options = {};
     const where = "create HttpServer";
     if (Array.isArray(address)) {
       const [host, port] = address;
@@ -1209,8 +1218,9 @@ export class HttpServer {
    * @returns A promise that resolves once the server is stopped.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  stop(options: HttpStopOptions = {}): Promise<void> {
-    const bad = _badOptions(options) ?? _badTimeout(options.timeout);
+  stop(options?: HttpStopOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options) ?? _badTimeout(options.timeout);
     if (bad !== undefined) return Promise.reject(bad);
     if (this.#stopping !== undefined) return this.#stopping;
     this.#closed = true;
@@ -1286,8 +1296,9 @@ export class HttpServer {
  */
 export function httpHandler(
   handler: HttpHandler | FetchApp,
-  options: HttpHandlerOptions = {},
+  options?: HttpHandlerOptions,
 ): GreenletHandler {
+  if (options === undefined) options = {};
   const name = typeof handler === "function" ? handler.name || "handler" : "app";
   const engine = new Engine(handler, options, `httpHandler(${name})`, "create httpHandler");
   const serve = engine.handle as GreenletHandler;
@@ -1452,13 +1463,14 @@ async function eventProducer(
  */
 export function eventStream(
   produce: (stream: EventStream) => unknown,
-  init: ResponseInit = {},
+  init?: ResponseInit,
 ): Response {
   if (typeof produce !== "function") {
     throw new TypeError(`'produce' must be a function: current value is ${_render(produce)}`);
   }
-  const bad = _badOptions(init);
+  const bad = _badBag(init);
   if (bad !== undefined) throw bad;
+  if (init === undefined) init = {};
   const sink = new Sink();
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -1500,22 +1512,23 @@ interface Receiving {
   ms: number | undefined;
 }
 
-function receiveForget(w: _Waiter<Message>): void {
-  const { socket } = w._owner as Receiving;
+function receiveForget(w: _Waiter<Message, Receiving>): void {
+  const { socket } = w._owner;
   const i = socket.receivers.indexOf(w);
   if (i >= 0) socket.receivers.splice(i, 1);
 }
 
-function receiveTimedOut(w: _Waiter<Message>): void {
+function receiveTimedOut(w: _Waiter<Message, Receiving>): void {
   receiveForget(w);
-  w._fail(new Timeout((w._owner as Receiving).ms));
+  w._fail(new Timeout(w._owner.ms));
 }
+_labelWaits(receiveForget, () => "WebSocket receive");
 
 class Socket implements WebSocketConnection, Lasting {
   readonly socket: WebSocket;
   g!: Greenlet<unknown>;
   engine: Engine | undefined = undefined;
-  receivers: _Waiter<string | Uint8Array | null>[] = [];
+  receivers: _Waiter<Message, Receiving>[] = [];
   #queue: (string | Uint8Array)[] = [];
   #closing = false;
   isClosed = false;
@@ -1552,16 +1565,17 @@ class Socket implements WebSocketConnection, Lasting {
     return this.socket.protocol;
   }
 
-  receive(options: ReceiveOptions = {}): Promise<string | Uint8Array | null> {
-    const bad = _badOptions(options) ?? _badTimeout(options.timeout);
+  receive(options?: ReceiveOptions): Promise<string | Uint8Array | null> {
+    if (options === undefined) options = {};
+    const bad = _badBag(options) ?? _badTimeout(options.timeout);
     if (bad !== undefined) return Promise.reject(bad);
     if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
     if (this.closed) return Promise.resolve(null);
     const { timeout } = options;
     if (timeout === 0) return Promise.reject(new Timeout(0));
-    const w = _begin<string | Uint8Array | null>();
+    const w = _begin<Message, Receiving>();
     if (w instanceof Promise) return w;
-    w._owner = { socket: this, ms: timeout } satisfies Receiving;
+    w._owner = { socket: this, ms: timeout };
     w._onCancel = receiveForget;
     this.receivers.push(w);
     w._arm(timeout, receiveTimedOut);

@@ -10,6 +10,7 @@
  */
 
 import { getCurrent, type Greenlet } from "./greenlet.ts";
+import { _addLink } from "./_wait.ts";
 
 type Slots = Map<Local<unknown>, unknown>;
 
@@ -34,7 +35,7 @@ function slotsFor(create: boolean): Slots | undefined {
     slots = new Map();
     if (g !== undefined) {
       if (g.dead) return slots; // dropped at once: a dead greenlet keeps nothing
-      g._addLink(clearer as unknown as Parameters<Greenlet<unknown>["_addLink"]>[0]);
+      _addLink(g, clearer);
     }
     stores.set(key, slots);
   }

@@ -17,17 +17,18 @@
  * @module
  */
 
-import { type _Flow, _current, type _Waiter, getHub } from "./hub.ts";
-import { sleep } from "./hub.ts";
+import { _badWaitOptions, _checkCount } from "./_check.ts";
+import { _current, type _Flow, type _Waiter, sleep } from "./hub.ts";
 import {
-  type _AnyWaiter,
-  _badOptions,
+  _Linkable,
+  type _LinkMode,
   _mustYield,
   _NO_WAIT,
-  _render,
+  _notifyLinks,
   _waitIn,
   _WaitList,
-} from "./queue.ts";
+  _waitTimeout,
+} from "./_wait.ts";
 import { Timeout } from "./timeout.ts";
 
 /** Options of {@linkcode Semaphore.acquire} and {@linkcode RLock.acquire}. */
@@ -94,32 +95,14 @@ export class Hold implements Disposable {
 const TRUE: Promise<boolean> = Promise.resolve(true);
 const FALSE: Promise<boolean> = Promise.resolve(false);
 
-function forget(w: _AnyWaiter): void {
-  (w._owner as { _waiters: _WaitList })._waiters.cancelled();
-}
-
-function timedOut(w: _Waiter<boolean>): void {
-  forget(w);
+function timedOut(w: _Waiter<boolean, _WaitList>): void {
+  w._owner.cancelled();
   w._wake(false);
 }
 
-function checkValue(value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
-    const E = typeof value === "number" ? RangeError : TypeError;
-    throw new E(`'value' must be a non-negative integer: current value is ${_render(value)}`);
-  }
-  return value;
-}
-
-/**
- * Reads the options of `acquire`: an error to reject with, `_NO_WAIT` when the call must not
- * wait, else the timeout to wait with (`undefined`: forever).
- */
+/** Reads the options of `acquire` (see `_waitTimeout`). */
 function acquireTimeout(options: AcquireOptions | undefined): number | undefined | Error {
-  if (options === undefined) return undefined;
-  const bad = _badOptions(options);
-  if (bad !== undefined) return bad;
-  return options.blocking === false || options.timeout === 0 ? _NO_WAIT : options.timeout;
+  return _waitTimeout(options, options?.blocking);
 }
 
 /** An `acquire` that would not wait but yields first (see `_mustYield`). */
@@ -135,15 +118,11 @@ async function holdOf(
   lock: { acquire(o: AcquireOptions): Promise<boolean>; release(): void },
   options: HoldOptions,
 ): Promise<Hold> {
-  const bad = _badOptions(options);
+  const bad = _badWaitOptions(options);
   if (bad !== undefined) throw bad;
   const { timeout } = options;
   if (!await lock.acquire({ timeout })) throw new Timeout(timeout);
   return new Hold(lock);
-}
-
-function runLinks(sem: unknown): void {
-  (sem as Semaphore)._runLinks();
 }
 
 /**
@@ -191,13 +170,15 @@ function runLinks(sem: unknown): void {
  * assert.equal(sem.counter, 1); // waiting took nothing
  * ```
  */
-export class Semaphore {
+export class Semaphore extends _Linkable {
   /** @ignore */
-  _waiters: _WaitList = new _WaitList();
+  _waiters: _WaitList = new _WaitList(this, "acquire");
   /** @ignore */
   _counter: number;
-  #links: ((source: this) => void)[] | undefined = undefined;
-  #notifying = false;
+  /** @ignore A callback is unlinked just before it is called. */
+  get _linkMode(): _LinkMode {
+    return "once";
+  }
 
   /**
    * Creates a semaphore.
@@ -207,7 +188,8 @@ export class Semaphore {
    * @throws {TypeError} If `value` is not a number.
    */
   constructor(value = 1) {
-    this._counter = checkValue(value);
+    super();
+    this._counter = _checkCount("value", value);
   }
 
   /** The number of permits left. */
@@ -240,67 +222,6 @@ export class Semaphore {
   }
 
   /**
-   * Registers `callback(this)` to be called in the hub when a permit is free: on the loop's
-   * next turn if one is free now, else after a `release()` that leaves one over (waiting
-   * acquirers are served first). The callback is unlinked just before it is called, so it
-   * runs once; callbacks run in the order they were linked, and only while a permit is
-   * still free. Blocking calls are not allowed in it; what it throws is reported by the hub
-   * and the other callbacks still run.
-   *
-   * @param callback The callback.
-   * @throws {TypeError} If `callback` is not a function.
-   */
-  rawlink(callback: (source: this) => void): void {
-    if (typeof callback !== "function") {
-      throw new TypeError(`'callback' must be a function: current value is ${_render(callback)}`);
-    }
-    (this.#links ??= []).push(callback);
-    this.#checkAndNotify();
-  }
-
-  /**
-   * Removes a callback registered with {@linkcode Semaphore.rawlink} (one registration of
-   * it). Removing a callback that is not linked does nothing.
-   *
-   * @param callback The callback to remove.
-   */
-  unlink(callback: (source: this) => void): void {
-    const links = this.#links;
-    if (links === undefined) return;
-    const i = links.indexOf(callback);
-    if (i >= 0) links.splice(i, 1);
-    if (links.length === 0) this.#links = undefined;
-  }
-
-  /** Schedules the callbacks if a permit is free and none are scheduled yet. */
-  #checkAndNotify(): void {
-    if (this._counter > 0 && this.#links !== undefined && !this.#notifying) {
-      this.#notifying = true;
-      getHub().loop._schedule(runLinks, this);
-    }
-  }
-
-  /** @ignore Calls the callbacks linked now, in order, while a permit is free. */
-  _runLinks(): void {
-    this.#notifying = false;
-    const links = this.#links;
-    if (links === undefined) return;
-    const loop = getHub().loop;
-    for (const cb of [...links]) {
-      if (this._counter <= 0) break;
-      const current = this.#links;
-      const i = current === undefined ? -1 : current.indexOf(cb);
-      if (i < 0) continue; // unlinked by an earlier callback
-      current!.splice(i, 1);
-      if (current!.length === 0) this.#links = undefined;
-      loop._callUser(cb, cb as (source: never) => unknown, [this]);
-    }
-    // Callbacks linked meanwhile wait for the next turn (so a callback that links itself
-    // again cannot keep the hub busy).
-    this.#checkAndNotify();
-  }
-
-  /**
    * Takes a permit, waiting in FIFO order while none is left. A blocking call.
    *
    * @param options `blocking: false` does not wait; `timeout` in milliseconds.
@@ -318,10 +239,8 @@ export class Semaphore {
     }
     if (timeout === _NO_WAIT) return FALSE;
     return _waitIn<boolean>(
-      this,
       this._waiters,
       undefined,
-      forget,
       timeout,
       timedOut,
       options?.signal,
@@ -341,7 +260,7 @@ export class Semaphore {
       }
     }
     this._counter++;
-    if (this.#links !== undefined) this.#checkAndNotify();
+    if (this._links !== undefined) _notifyLinks(this);
   }
 
   /**
@@ -353,7 +272,8 @@ export class Semaphore {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  hold(options: HoldOptions = {}): Promise<Hold> {
+  hold(options?: HoldOptions): Promise<Hold> {
+    if (options === undefined) options = {};
     return holdOf(this, options);
   }
 }
@@ -448,7 +368,7 @@ export class Lock extends BoundedSemaphore {
  */
 export class RLock {
   /** @ignore */
-  _waiters: _WaitList = new _WaitList();
+  _waiters: _WaitList = new _WaitList(this, "acquire");
   #owner: _Flow | undefined = undefined;
   #count = 0;
 
@@ -490,10 +410,8 @@ export class RLock {
     }
     if (timeout === _NO_WAIT) return FALSE;
     return _waitIn<boolean>(
-      this,
       this._waiters,
       undefined,
-      forget,
       timeout,
       timedOut,
       options?.signal,
@@ -529,7 +447,8 @@ export class RLock {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  hold(options: HoldOptions = {}): Promise<Hold> {
+  hold(options?: HoldOptions): Promise<Hold> {
+    if (options === undefined) options = {};
     return holdOf(this, options);
   }
 }

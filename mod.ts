@@ -5,6 +5,55 @@
  * interrupt whatever a greenlet waits on, and events to coordinate them. There is no `run()`:
  * the first blocking call or spawn creates the hub.
  *
+ * This module re-exports what most programs need; each entry point below also stands alone.
+ *
+ * Start here:
+ * - **Greenlets** ([`@x/gevent/greenlet`](https://jsr.io/@x/gevent/doc/greenlet)): `spawn`,
+ *   `Greenlet`, `joinAll`, `killAll`, `getCurrent`, `currentSignal`, `isKill`, `GreenletExit`.
+ * - **Timeouts** ([`@x/gevent/timeout`](https://jsr.io/@x/gevent/doc/timeout)): `Timeout` (with
+ *   `using`) and `withTimeout`. `fetch` and other awaits the library does not own are
+ *   interrupted only after `monkey.patchAll()` or with `{ signal: currentSignal() }`.
+ * - **Waiting and events** ([`@x/gevent/event`](https://jsr.io/@x/gevent/doc/event)): `Event`,
+ *   `AsyncResult`; `sleep`, `wait`, `iwait` and `getHub` come from
+ *   [`@x/gevent/hub`](https://jsr.io/@x/gevent/doc/hub).
+ *
+ * Coordinating greenlets:
+ * - [`@x/gevent/queue`](https://jsr.io/@x/gevent/doc/queue): `Queue`, `PriorityQueue`,
+ *   `LifoQueue`, `SimpleQueue`, `Channel` and their `Empty`, `Full`, `ShutDown`.
+ * - [`@x/gevent/lock`](https://jsr.io/@x/gevent/doc/lock): `Semaphore`, `BoundedSemaphore`,
+ *   `Lock`, `RLock`.
+ * - [`@x/gevent/pool`](https://jsr.io/@x/gevent/doc/pool): `Group` and `Pool` (bounded
+ *   concurrency, `map` / `imap`).
+ * - [`@x/gevent/local`](https://jsr.io/@x/gevent/doc/local): `Local`, one value per greenlet.
+ *
+ * Networking (Deno only):
+ * - [`@x/gevent/socket`](https://jsr.io/@x/gevent/doc/socket) (also the `socket` namespace here):
+ *   gevent's `socket` module: `createConnection`, `listen`, `gethostbyname`, `getaddrinfo`, ...
+ * - [`@x/gevent/server`](https://jsr.io/@x/gevent/doc/server): `StreamServer`, a greenlet per
+ *   connection.
+ * - [`@x/gevent/http`](https://jsr.io/@x/gevent/doc/http): `HttpServer`, `httpHandler`,
+ *   `eventStream`, `upgradeWebSocket`, a greenlet per request.
+ * - [`@x/gevent/resolver`](https://jsr.io/@x/gevent/doc/resolver): `Resolver`, the hub's DNS
+ *   resolver (name servers, timeouts, cache).
+ * - [`@x/gevent/monkey`](https://jsr.io/@x/gevent/doc/monkey) (also the `monkey` namespace here):
+ *   `patchAll` makes `fetch`, `Deno.connect`, `node:net`, DNS and `Deno.Command` killable inside
+ *   greenlets.
+ *
+ * Running programs:
+ * - [`@x/gevent/util`](https://jsr.io/@x/gevent/doc/util): `signalHandler`, `assertSwitches`.
+ * - [`@x/gevent/monitor`](https://jsr.io/@x/gevent/doc/monitor): `startMonitor`, which reports a
+ *   blocked event loop and memory use.
+ * - [`@x/gevent/events`](https://jsr.io/@x/gevent/doc/events) (also the `events` namespace here):
+ *   subscribe to what the monitor and failing greenlets report.
+ *
+ * Foundations, which most programs never import:
+ * [`@x/gevent/hub`](https://jsr.io/@x/gevent/doc/hub) (the hub, blocking calls, `LoopExit`,
+ * `BlockingSwitchOutError`) and [`@x/gevent/core`](https://jsr.io/@x/gevent/doc/core) (the
+ * loop: a run queue and timer watchers, knowing nothing of greenlets).
+ *
+ * Guides in the package's `docs/`: `guide.md` (for JavaScript programmers new to gevent),
+ * `gevent.md` (gevent names to TypeScript), `sharp-edges.md`.
+ *
  * @example gevent's introduction, in TypeScript
  * ```ts
  * import { getHub, joinAll, sleep, spawn } from "@x/gevent";
@@ -28,7 +77,6 @@
  * @module
  */
 
-export { CallbackWatcher, Loop, type TimerOptions, TimerWatcher } from "./core.ts";
 export {
   BlockingSwitchOutError,
   type ErrorClass,
@@ -41,6 +89,7 @@ export {
   type Linkable,
   LoopExit,
   sleep,
+  type SleepOptions,
   wait,
   type WaitOptions,
 } from "./hub.ts";
@@ -106,7 +155,13 @@ export {
   StreamServer,
   type StreamServerOptions,
 } from "./server.ts";
-export type { Address, ListenTlsOptions, Socket } from "./socket.ts";
+export type {
+  Address,
+  ListenTlsOptions,
+  RecvLineOptions,
+  Socket,
+  SocketCallOptions,
+} from "./socket.ts";
 export {
   type AccessLog,
   type EventStream,
@@ -127,4 +182,19 @@ export {
   type WebSocketConnection,
 } from "./http.ts";
 export * as monkey from "./monkey.ts";
-export { type SignalHandle, signalHandler } from "./util.ts";
+export {
+  assertSwitches,
+  type AssertSwitchesOptions,
+  formatRunInfo,
+  printRunInfo,
+  type PrintRunInfoOptions,
+  type RunInfoOptions,
+  type SignalHandle,
+  signalHandler,
+  type SpawnSiteTracking,
+  trackSpawnSites,
+} from "./util.ts";
+export { type MemoryOptions, type Monitor, type MonitorOptions, startMonitor } from "./monitor.ts";
+export * as events from "./events.ts";
+// The hub's loop (`getHub().loop`), last: most programs never touch it.
+export type { CallbackWatcher, Loop, TimerOptions, TimerWatcher } from "./core.ts";

@@ -67,8 +67,8 @@
 
 import type { _Area, _Patch, _PatchOptions } from "./_platform.ts";
 import { _isDeno, _needsDeno } from "./_runtime.ts";
-import { _patches as dnsPatches } from "./resolver.ts";
-import { _patches as socketPatches } from "./socket.ts";
+import { _patches as dnsPatches } from "./_dns.ts";
+import { _patches as socketPatches } from "./_conn.ts";
 import { _patches as fetchPatches } from "./_fetch.ts";
 import { _patches as subprocessPatches } from "./_subprocess.ts";
 
@@ -128,11 +128,14 @@ function warnOnce(what: string): void {
   );
 }
 
-function checkTarget(target: unknown, name: unknown, named: boolean): void {
+function checkTarget(target: unknown): void {
   if (target === null || (typeof target !== "object" && typeof target !== "function")) {
     throw new TypeError(`'target' must be an object: current value is ${describe(target)}`);
   }
-  if (named && typeof name !== "string") {
+}
+
+function checkName(name: unknown): void {
+  if (typeof name !== "string") {
     throw new TypeError(`'name' must be a string: current value is ${describe(name)}`);
   }
 }
@@ -219,7 +222,8 @@ function patchArea(area: _Area, options: _PatchOptions, key: string): void {
  * assert.equal(Deno.connect, connect);
  * ```
  */
-export function patchAll(options: PatchAllOptions = {}): void {
+export function patchAll(options?: PatchAllOptions): void {
+  if (options === undefined) options = {};
   if (options === null || typeof options !== "object") {
     throw new TypeError(`'options' must be an object: current value is ${describe(options)}`);
   }
@@ -389,7 +393,7 @@ export function patchFetch(): void {
  * }
  * ```
  */
-export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
+export function patchSubprocess(options?: PatchSubprocessOptions): void {
   const killGrace = checkGrace(options);
   patchArea("subprocess", { killGrace }, JSON.stringify({ killGrace }));
 }
@@ -418,7 +422,8 @@ export function patchSubprocess(options: PatchSubprocessOptions = {}): void {
  * ```
  */
 export function isPatched(target: object, name?: string): boolean {
-  checkTarget(target, name, name !== undefined);
+  checkTarget(target);
+  if (name !== undefined) checkName(name);
   if (name === undefined) return installed.some((p) => p.target === target);
   return find(target, name) !== undefined;
 }
@@ -455,7 +460,8 @@ export function getOriginal<T extends object, K extends keyof T & string>(
   target: T,
   name: K,
 ): T[K] {
-  checkTarget(target, name, true);
+  checkTarget(target);
+  checkName(name);
   const p = find(target, name);
   return p === undefined ? target[name] : p.original as T[K];
 }

@@ -20,8 +20,9 @@
  * @module
  */
 
-import { _begin, type _Waiter, sleep } from "./hub.ts";
+import { _begin, _labelWaits, type _Waiter, sleep } from "./hub.ts";
 import {
+  _describeGreenlet,
   getCurrent,
   Greenlet,
   GreenletExit,
@@ -30,16 +31,11 @@ import {
   type KillOptions,
 } from "./greenlet.ts";
 import { _clearLocals } from "./local.ts";
-import {
-  type _AnyWaiter,
-  _badBag,
-  _badOptions,
-  _mustYield,
-  _render,
-  _waitIn,
-  _WaitList,
-} from "./queue.ts";
+import { _badWaitOptions, _checkBag, _checkCount, _checkFn, _render } from "./_check.ts";
+import { _addLink, _mustYield, _removeLink, _waitIn, _WaitList } from "./_wait.ts";
 import { Timeout } from "./timeout.ts";
+
+export type * from "./greenlet.ts";
 
 /**
  * Raised (as a rejection) by {@linkcode Pool.add} when the pool stays full: `blocking: false`,
@@ -112,44 +108,22 @@ export interface WaitAvailableOptions {
   signal?: AbortSignal;
 }
 
-type LinkEntry = Parameters<Greenlet<unknown>["_addLink"]>[0];
 // deno-lint-ignore no-explicit-any
 type AnyFn = (...args: any[]) => unknown;
 
-function forgetJoiner(w: _Waiter<boolean>): void {
-  (w._owner as GroupBase)._joiners.delete(w);
+function forgetJoiner(w: _Waiter<boolean, GroupBase>): void {
+  w._owner._joiners.delete(w);
 }
-function joinTimedOut(w: _Waiter<boolean>): void {
+_labelWaits(forgetJoiner, (w) => `${w._owner.constructor.name}.join`);
+function joinTimedOut(w: _Waiter<boolean, GroupBase>): void {
   forgetJoiner(w);
   w._wake(false);
 }
 
-function checkFn(fn: unknown, name = "fn"): void {
-  if (typeof fn !== "function") {
-    throw new TypeError(`'${name}' must be a function: current value is ${_render(fn)}`);
-  }
-}
-
-function checkBag(options: unknown): void {
-  const bad = _badBag(options);
-  if (bad !== undefined) throw bad;
-}
-
-/** Checks a count that may be `Infinity` (`min` is its smallest valid value). */
-function checkCount(name: string, value: unknown, min: 0 | 1): number {
-  if (value === Infinity) return value;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    const E = typeof value === "number" ? RangeError : TypeError;
-    const kind = min === 0 ? "a non-negative" : "a positive";
-    throw new E(
-      `'${name}' must be ${kind} integer or Infinity: current value is ${_render(value)}`,
-    );
-  }
-  return value;
-}
-
 function checkMaxsize(maxsize: unknown): number {
-  return maxsize === undefined ? Infinity : checkCount("maxsize", maxsize, 1);
+  return maxsize === undefined
+    ? Infinity
+    : _checkCount("maxsize", maxsize, { min: 1, infinite: true });
 }
 
 /**
@@ -169,7 +143,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   /** @ignore */
   _members: Set<Greenlet<unknown>> = new Set();
   /** @ignore Join waiters, with their `raiseError` flag. */
-  _joiners: Map<_Waiter<boolean>, boolean> = new Map();
+  _joiners: Map<_Waiter<boolean, GroupBase>, boolean> = new Map();
   /** @ignore Members already killed by `kill` or `killOne` (never shot twice). */
   _dying: Set<Greenlet<unknown>> | undefined = undefined;
 
@@ -210,7 +184,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   _adopt(g: Greenlet<unknown>): void {
     if (this._members.has(g)) return;
     this._members.add(g);
-    g._addLink(this as unknown as LinkEntry);
+    _addLink(g, this);
   }
 
   /** @ignore Creates, adopts and starts a greenlet (no capacity check). */
@@ -247,7 +221,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    */
   discard(greenlet: Greenlet<unknown>): void {
     if (!this._members.delete(greenlet)) return;
-    greenlet._removeLink(this as unknown as LinkEntry);
+    _removeLink(greenlet, this);
     this._dying?.delete(greenlet);
     this._memberGone();
     if (this._members.size === 0 && this._joiners.size > 0) {
@@ -267,13 +241,14 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  join(options: GroupJoinOptions = {}): Promise<boolean> {
-    const bad = _badOptions(options);
+  join(options?: GroupJoinOptions): Promise<boolean> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { timeout, raiseError = false } = options;
     if (this._members.size === 0) return Promise.resolve(true);
     if (timeout === 0) return Promise.resolve(false);
-    const w = _begin<boolean>();
+    const w = _begin<boolean, GroupBase>();
     if (w instanceof Promise) return w;
     w._owner = this;
     w._onCancel = forgetJoiner;
@@ -306,8 +281,9 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  async kill(options: KillOptions = {}): Promise<void> {
-    const bad = _badOptions(options);
+  async kill(options?: KillOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) throw bad;
     const { block = true, timeout, exception } = options;
     const deadline = timeout === undefined ? undefined : performance.now() + timeout;
@@ -323,7 +299,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
         const alive = list.filter((g) => !g.dead);
         const error = new Timeout(timeout);
         error.message = `${alive.length} of ${list.length} members did not die within ` +
-          `${timeout} ms of the kill: ${alive.map(String).join("; ")}`;
+          `${timeout} ms of the kill: ${alive.map(_describeGreenlet).join("; ")}`;
         throw error;
       }
     }
@@ -341,8 +317,9 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  async killOne(greenlet: Greenlet<unknown>, options: KillOptions = {}): Promise<void> {
-    const bad = _badOptions(options);
+  async killOne(greenlet: Greenlet<unknown>, options?: KillOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) throw bad;
     if (!this._members.has(greenlet) || this._dying?.has(greenlet)) return;
     this.#shoot(greenlet, options.exception);
@@ -369,7 +346,7 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
    * @throws {unknown} (as a rejection) What `fn` throws.
    */
   async apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A): Promise<Awaited<R>> {
-    checkFn(fn);
+    _checkFn(fn);
     const list = (args ?? []) as A;
     const me = getCurrent();
     if (me !== undefined && this._members.has(me)) return await fn(...list);
@@ -395,10 +372,10 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     args?: A,
     options: ApplyAsyncOptions<Awaited<R>> = {},
   ): Greenlet<Awaited<R>> {
-    checkFn(fn);
-    checkBag(options);
+    _checkFn(fn);
+    _checkBag(options);
     const { callback } = options;
-    if (callback !== undefined) checkFn(callback, "callback");
+    if (callback !== undefined) _checkFn(callback, "callback");
     const list = (args ?? []) as A;
     const g = this._free() > 0
       ? this._spawnNow<Awaited<R>>(fn as AnyFn, list)
@@ -431,10 +408,11 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   imap<A, R>(
     fn: (item: A) => R,
     items: Iterable<A>,
-    options: ImapOptions = {},
+    options?: ImapOptions,
   ): AsyncIterableIterator<Awaited<R>> {
-    checkFn(fn);
-    checkBag(options);
+    if (options === undefined) options = {};
+    _checkFn(fn);
+    _checkBag(options);
     return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, true, options);
   }
 
@@ -454,10 +432,11 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
   imapUnordered<A, R>(
     fn: (item: A) => R,
     items: Iterable<A>,
-    options: ImapOptions = {},
+    options?: ImapOptions,
   ): AsyncIterableIterator<Awaited<R>> {
-    checkFn(fn);
-    checkBag(options);
+    if (options === undefined) options = {};
+    _checkFn(fn);
+    _checkBag(options);
     return new MapIterator<A, Awaited<R>>(this, fn as AnyFn, items, false, options);
   }
 
@@ -504,10 +483,10 @@ export abstract class GroupBase implements Iterable<Greenlet<unknown>>, AsyncDis
     items: Iterable<A>,
     options: ApplyAsyncOptions<Awaited<R>[]> = {},
   ): Greenlet<Awaited<R>[]> {
-    checkFn(fn);
-    checkBag(options);
+    _checkFn(fn);
+    _checkBag(options);
     const { callback } = options;
-    if (callback !== undefined) checkFn(callback, "callback");
+    if (callback !== undefined) _checkFn(callback, "callback");
     const g = Greenlet.spawn(() => this.map(fn, items));
     if (callback !== undefined) g.linkValue((src) => callback(src.value as Awaited<R>[]));
     return g;
@@ -578,7 +557,7 @@ export class Group extends GroupBase {
    * @throws {TypeError} If `fn` is not a function.
    */
   spawn<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): Greenlet<Awaited<R>> {
-    checkFn(fn);
+    _checkFn(fn);
     return this._spawnNow<Awaited<R>>(fn as AnyFn, args);
   }
 
@@ -607,18 +586,12 @@ export class Group extends GroupBase {
   }
 }
 
-function forgetSlot(w: _AnyWaiter): void {
-  (w._owner as Pool)._slotWaiters.cancelled();
-}
-function slotTimedOut(w: _Waiter<boolean>): void {
-  forgetSlot(w);
+function slotTimedOut(w: _Waiter<boolean, _WaitList>): void {
+  w._owner.cancelled();
   w._wake(false);
 }
-function forgetWatcher(w: _AnyWaiter): void {
-  (w._owner as Pool)._watchers.cancelled();
-}
-function watchTimedOut(w: _Waiter<number>): void {
-  forgetWatcher(w);
+function watchTimedOut(w: _Waiter<number, _WaitList>): void {
+  w._owner.cancelled();
   w._wake(0);
 }
 
@@ -646,9 +619,9 @@ function watchTimedOut(w: _Waiter<number>): void {
  */
 export class Pool extends GroupBase {
   /** @ignore Spawners waiting for a slot (each gets one reserved). */
-  _slotWaiters: _WaitList = new _WaitList();
+  _slotWaiters: _WaitList = new _WaitList(this, "add");
   /** @ignore `waitAvailable` callers (they reserve nothing). */
-  _watchers: _WaitList = new _WaitList();
+  _watchers: _WaitList = new _WaitList(this, "spawn/waitAvailable");
   #capacity: number;
   #reserved = 0;
 
@@ -664,7 +637,9 @@ export class Pool extends GroupBase {
    */
   constructor(capacity?: number) {
     super();
-    this.#capacity = capacity === undefined ? Infinity : checkCount("capacity", capacity, 0);
+    this.#capacity = capacity === undefined
+      ? Infinity
+      : _checkCount("capacity", capacity, { infinite: true });
   }
 
   /** The most members at once (`Infinity` when unbounded). */
@@ -699,10 +674,8 @@ export class Pool extends GroupBase {
   _waitFree(): Promise<unknown> {
     if (this.freeCount() > 0) return Promise.resolve();
     return _waitIn<number>(
-      this,
       this._watchers,
       undefined,
-      forgetWatcher,
       undefined,
       watchTimedOut,
     );
@@ -725,10 +698,8 @@ export class Pool extends GroupBase {
   /** Waits for a slot and reserves it; resolves false on timeout. */
   #reserve(timeout: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return _waitIn<boolean>(
-      this,
       this._slotWaiters,
       undefined,
-      forgetSlot,
       timeout,
       slotTimedOut,
       signal,
@@ -738,7 +709,7 @@ export class Pool extends GroupBase {
   /** @ignore */
   _spawnWait<R>(fn: AnyFn, args: unknown[]): Promise<Greenlet<R>> {
     try {
-      checkFn(fn);
+      _checkFn(fn);
       if (this.freeCount() > 0) return Promise.resolve(this._spawnNow<R>(fn, args));
     } catch (error) {
       return Promise.reject(error);
@@ -799,13 +770,14 @@ export class Pool extends GroupBase {
    *   object.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  add(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
+  add(greenlet: Greenlet<unknown>, options?: PoolAddOptions): Promise<void> {
+    if (options === undefined) options = {};
     if (!(greenlet instanceof Greenlet)) {
       return Promise.reject(
         new TypeError(`'greenlet' must be a Greenlet: current value is ${_render(greenlet)}`),
       );
     }
-    const bad = _badOptions(options);
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { blocking = true, timeout } = options;
     if (this._members.has(greenlet)) return Promise.resolve();
@@ -836,7 +808,8 @@ export class Pool extends GroupBase {
    * @throws {PoolFull} (as a rejection) If no slot became free in time.
    * @throws {TypeError} (as a rejection) For a bad `greenlet` or `options`, as `add`.
    */
-  async start(greenlet: Greenlet<unknown>, options: PoolAddOptions = {}): Promise<void> {
+  async start(greenlet: Greenlet<unknown>, options?: PoolAddOptions): Promise<void> {
+    if (options === undefined) options = {};
     await this.add(greenlet, options);
     greenlet.start();
   }
@@ -851,18 +824,17 @@ export class Pool extends GroupBase {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  waitAvailable(options: WaitAvailableOptions = {}): Promise<number> {
-    const bad = _badOptions(options);
+  waitAvailable(options?: WaitAvailableOptions): Promise<number> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { timeout } = options;
     const free = this.freeCount();
     if (free > 0) return Promise.resolve(free);
     if (timeout === 0 || this.#capacity === 0) return Promise.resolve(0);
     return _waitIn<number>(
-      this,
       this._watchers,
       undefined,
-      forgetWatcher,
       timeout,
       watchTimedOut,
       options.signal,
@@ -881,10 +853,11 @@ interface WorkerState {
 const VALUE = 1;
 const ERROR = 2;
 
-function forgetConsumer(w: _Waiter<void>): void {
-  const m = w._owner as MapIterator<unknown, unknown>;
+function forgetConsumer(w: _Waiter<void, MapIterator<unknown, unknown>>): void {
+  const m = w._owner;
   if (m._waiter === w) m._waiter = undefined;
 }
+_labelWaits(forgetConsumer, (w) => `${w._owner._label()} (waiting for a result)`);
 function noop(): void {}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -922,7 +895,7 @@ async function runWorker(m: MapIterator<unknown, unknown>, st: WorkerState): Pro
 
 class MapIterator<A, R> implements AsyncIterableIterator<R> {
   _fn: AnyFn;
-  _waiter: _Waiter<void> | undefined = undefined;
+  _waiter: _Waiter<void, MapIterator<A, R>> | undefined = undefined;
   #group: GroupBase;
   #source: Iterator<A> | undefined;
   #array: readonly A[] | undefined;
@@ -941,6 +914,11 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
   #mask = 255;
   #yieldIndex = 0;
   #doneCount = 0;
+
+  /** @ignore What it is, for run-info: `Pool.imap`, `Group.imapUnordered`. */
+  _label(): string {
+    return `${this.#group.constructor.name}.${this.#ordered ? "imap" : "imapUnordered"}`;
+  }
 
   constructor(
     group: GroupBase,
@@ -1062,7 +1040,7 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
       if (!this._take(st)) return;
       const w = group._spawnNow<void>(runWorker, [this, st]);
       this.#workers.add(w as Greenlet<unknown>);
-      w._addLink(this as unknown as LinkEntry);
+      _addLink(w, this);
     }
   }
 
@@ -1107,9 +1085,9 @@ class MapIterator<A, R> implements AsyncIterableIterator<R> {
           continue;
         }
       }
-      const w = _begin<void>();
+      const w = _begin<void, MapIterator<A, R>>();
       if (w instanceof Promise) await w;
-      const waiter = w as _Waiter<void>;
+      const waiter = w as _Waiter<void, MapIterator<A, R>>;
       waiter._owner = this;
       waiter._onCancel = forgetConsumer;
       this._waiter = waiter;

@@ -18,7 +18,16 @@
  * @module
  */
 
-import { _badTimeout, _begin, _inHub, type _Waiter, sleep } from "./hub.ts";
+import { _badBag, _badWaitOptions, _checkCount, _render } from "./_check.ts";
+import { _begin, _labelWaits, type _Waiter, sleep } from "./hub.ts";
+import {
+  type _AnyWaiter,
+  _mustYield,
+  _NO_WAIT,
+  _waitIn,
+  _WaitList,
+  _waitTimeout,
+} from "./_wait.ts";
 
 /**
  * Raised (as a rejection) by `get` when the queue stays empty: `block: false`, or the timeout
@@ -120,125 +129,10 @@ export interface ShutdownOptions {
   immediate?: boolean;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Yielding: calls that settle without waiting still pass through the loop now and then.
-
-const YIELD_EVERY = 1024;
-const counter = { ops: 0 };
-
-/** @ignore Counts a call that would settle at once; true when it should yield first. */
-export function _mustYield(): boolean {
-  if (++counter.ops < YIELD_EVERY) return false;
-  counter.ops = 0;
-  return !_inHub();
-}
-
 const RESOLVED: Promise<void> = Promise.resolve();
 
-// ---------------------------------------------------------------------------------------------
-// Waiting lists.
-
-/** @ignore A waiter of any result type. */
-// deno-lint-ignore no-explicit-any
-export type _AnyWaiter = _Waiter<any>;
-
-/**
- * @ignore A FIFO of waiters (with an item each, for putters). A waiter interrupted by kill or
- * Timeout stays in place and is skipped; `live` counts the others.
- */
-export class _WaitList {
-  ws: (_AnyWaiter | undefined)[] = [];
-  items: unknown[] = [];
-  head = 0;
-  tail = 0;
-  live = 0;
-  /** The item of the waiter last returned by `shift`. */
-  item: unknown = undefined;
-
-  push(w: _AnyWaiter, item: unknown): void {
-    const i = this.tail++;
-    this.ws[i] = w;
-    this.items[i] = item;
-    this.live++;
-  }
-
-  /** Removes and returns the first live waiter; its item is left in `this.item`. */
-  shift(): _AnyWaiter | undefined {
-    const ws = this.ws;
-    const items = this.items;
-    while (this.head < this.tail) {
-      const i = this.head++;
-      const w = ws[i]!;
-      ws[i] = undefined;
-      const item = items[i];
-      items[i] = undefined;
-      if (w._done) continue;
-      this.item = item;
-      this.live--;
-      if (this.head === this.tail) this.head = this.tail = 0;
-      return w;
-    }
-    this.head = this.tail = 0;
-    return undefined;
-  }
-
-  /** Removes every live waiter and returns them, in order. */
-  drain(): _AnyWaiter[] {
-    const out: _AnyWaiter[] = [];
-    for (let i = this.head; i < this.tail; i++) {
-      const w = this.ws[i]!;
-      if (!w._done) out.push(w);
-    }
-    this.#clear();
-    return out;
-  }
-
-  /** Called when a listed waiter was interrupted. */
-  cancelled(): void {
-    if (--this.live === 0) {
-      this.#clear();
-      return;
-    }
-    const waste = this.tail - this.head - this.live;
-    if (waste > 32 && waste > this.live) {
-      let j = 0;
-      for (let i = this.head; i < this.tail; i++) {
-        const w = this.ws[i]!;
-        const item = this.items[i];
-        this.ws[i] = undefined;
-        this.items[i] = undefined;
-        if (!w._done) {
-          this.ws[j] = w;
-          this.items[j] = item;
-          j++;
-        }
-      }
-      this.head = 0;
-      this.tail = j;
-    }
-  }
-
-  #clear(): void {
-    for (let i = this.head; i < this.tail; i++) {
-      this.ws[i] = undefined;
-      this.items[i] = undefined;
-    }
-    this.head = this.tail = 0;
-    this.live = 0;
-  }
-}
-
-function forgetGetter(w: _AnyWaiter): void {
-  (w._owner as { _getters: _WaitList })._getters.cancelled();
-}
-function forgetPutter(w: _AnyWaiter): void {
-  (w._owner as { _putters: _WaitList })._putters.cancelled();
-}
-function forgetPeeker(w: _AnyWaiter): void {
-  (w._owner as { _peekers: _WaitList })._peekers.cancelled();
-}
-function forgetJoiner(w: _Waiter<boolean>): void {
-  (w._owner as Queue<unknown>)._joiners!.delete(w);
+function forgetJoiner(w: _Waiter<boolean, Queue<unknown>>): void {
+  w._owner._joiners!.delete(w);
 }
 function getTimedOut(w: _AnyWaiter): void {
   w._fail(new Empty());
@@ -246,7 +140,8 @@ function getTimedOut(w: _AnyWaiter): void {
 function putTimedOut(w: _AnyWaiter): void {
   w._fail(new Full());
 }
-function joinTimedOut(w: _Waiter<boolean>): void {
+_labelWaits(forgetJoiner, (w) => `${w._owner.constructor.name}.join`);
+function joinTimedOut(w: _Waiter<boolean, Queue<unknown>>): void {
   forgetJoiner(w);
   w._wake(false);
 }
@@ -255,83 +150,10 @@ function joinTimedOut(w: _Waiter<boolean>): void {
 // never hold this many items anyway.
 const UNBOUNDED = 2 ** 30 - 1;
 
-/** @ignore Renders an argument's value for an error message: strings quoted. */
-export function _render(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
-
 function checkMaxsize(maxsize: unknown): number {
-  if (maxsize === undefined || maxsize === null || maxsize === Infinity) return UNBOUNDED;
-  if (typeof maxsize !== "number" || !Number.isInteger(maxsize) || maxsize < 0) {
-    const E = typeof maxsize === "number" ? RangeError : TypeError;
-    throw new E(
-      `'maxsize' must be a non-negative integer or Infinity: current value is ${_render(maxsize)}`,
-    );
-  }
-  return maxsize === 0 || maxsize > UNBOUNDED ? UNBOUNDED : maxsize;
-}
-
-/**
- * @ignore Checks an options bag: `undefined` (no options) or an object. Returns a TypeError
- * naming `name` for anything else, or `undefined`.
- */
-export function _badBag(options: unknown, name = "options"): TypeError | undefined {
-  if (options === undefined || (options !== null && typeof options === "object")) return undefined;
-  return new TypeError(`'${name}' must be an object: current value is ${_render(options)}`);
-}
-
-/**
- * @ignore Validates the options of a blocking call (an object, if given, with a valid
- * `timeout`) and returns an error to reject with, or undefined.
- */
-export function _badOptions(options: { timeout?: number } | undefined): Error | undefined {
-  if (options === undefined) return undefined;
-  return _badBag(options) ?? _badTimeout(options.timeout);
-}
-
-/**
- * @ignore The options readers of blocking calls return it for a call that must not wait
- * (`block: false`, or `timeout: 0`): no valid timeout is negative.
- */
-export const _NO_WAIT: number = -1;
-
-/**
- * Reads the options of a blocking `get`, `put` or `peek`: an error to reject with, `_NO_WAIT`
- * when the call must not wait, else the timeout to wait with (`undefined`: forever).
- */
-function waitTimeout(options: QueueOptions | undefined): number | undefined | Error {
-  if (options === undefined) return undefined;
-  const bad = _badOptions(options);
-  if (bad !== undefined) return bad;
-  return options.block === false || options.timeout === 0 ? _NO_WAIT : options.timeout;
-}
-
-/**
- * @ignore Begins a blocking call that waits in `list` (with `item`, for a putter): the waiter
- * belongs to `owner`, `onCancel` unlists it when it is interrupted, and `onTimeout` settles it
- * when `timeout` elapses. Returns its promise, or a promise already rejected (see `_begin`).
- */
-export function _waitIn<T>(
-  owner: unknown,
-  list: _WaitList,
-  item: unknown,
-  onCancel: (w: _AnyWaiter) => void,
-  timeout: number | undefined,
-  onTimeout: (w: _Waiter<T>) => void,
-  signal?: AbortSignal,
-): Promise<T> {
-  const w = _begin<T>();
-  if (w instanceof Promise) return w;
-  w._owner = owner;
-  w._onCancel = onCancel;
-  list.push(w, item);
-  w._arm(timeout, onTimeout, signal);
-  return w.promise;
+  if (maxsize === undefined || maxsize === null) return UNBOUNDED;
+  const n = _checkCount("maxsize", maxsize, { infinite: true });
+  return n === 0 || n > UNBOUNDED ? UNBOUNDED : n;
 }
 
 // The calls that settle at once but yield first (see `_mustYield`), for every queue class.
@@ -380,11 +202,11 @@ async function getLater<T>(
  */
 export class SimpleQueue<T> implements AsyncIterable<T> {
   /** @ignore */
-  _getters: _WaitList = new _WaitList();
+  _getters: _WaitList = new _WaitList(this, "get");
   /** @ignore */
-  _putters: _WaitList = new _WaitList();
+  _putters: _WaitList = new _WaitList(this, "put");
   /** @ignore */
-  _peekers: _WaitList = new _WaitList();
+  _peekers: _WaitList = new _WaitList(this, "peek");
   /** @ignore Items put and not yet marked done (used by `Queue`). */
   _unfinished = 0;
   #maxsize: number;
@@ -559,7 +381,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
-    const timeout = waitTimeout(options);
+    const timeout = _waitTimeout(options, options?.block);
     if (typeof timeout === "object") return Promise.reject(timeout);
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (this._size < this.#maxsize && this._putters.live === 0) {
@@ -570,10 +392,8 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Full());
     const p = _waitIn<void>(
-      this,
       this._putters,
       item,
-      forgetPutter,
       timeout,
       putTimedOut,
       options?.signal,
@@ -608,7 +428,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   get(options?: QueueOptions): Promise<T> {
-    const timeout = waitTimeout(options);
+    const timeout = _waitTimeout(options, options?.block);
     if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._size > this._getters.live) {
       if (timeout !== _NO_WAIT && _mustYield()) return getLater(this, options);
@@ -617,10 +437,8 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
     return _waitIn<T>(
-      this,
       this._getters,
       undefined,
-      forgetGetter,
       timeout,
       getTimedOut,
       options?.signal,
@@ -652,16 +470,14 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   peek(options?: QueueOptions): Promise<T> {
-    const timeout = waitTimeout(options);
+    const timeout = _waitTimeout(options, options?.block);
     if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._size > 0) return Promise.resolve(this._peek());
     if (this.#shutdown) return Promise.reject(new ShutDown());
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
     return _waitIn<T>(
-      this,
       this._peekers,
       undefined,
-      forgetPeeker,
       timeout,
       getTimedOut,
       options?.signal,
@@ -688,7 +504,8 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
    * @param options `immediate`.
    * @throws {TypeError} If `options` is not an object.
    */
-  shutdown(options: ShutdownOptions = {}): void {
+  shutdown(options?: ShutdownOptions): void {
+    if (options === undefined) options = {};
     const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     this.#shutdown = true;
@@ -757,7 +574,7 @@ export class SimpleQueue<T> implements AsyncIterable<T> {
  */
 export class Queue<T> extends SimpleQueue<T> {
   /** @ignore */
-  _joiners: Set<_Waiter<boolean>> | undefined = undefined;
+  _joiners: Set<_Waiter<boolean, Queue<unknown>>> | undefined = undefined;
 
   /** The number of items put and not yet marked done with {@linkcode Queue.taskDone}. */
   get unfinishedTasks(): number {
@@ -794,13 +611,14 @@ export class Queue<T> extends SimpleQueue<T> {
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
-  join(options: QueueJoinOptions = {}): Promise<boolean> {
-    const bad = _badOptions(options);
+  join(options?: QueueJoinOptions): Promise<boolean> {
+    if (options === undefined) options = {};
+    const bad = _badWaitOptions(options);
     if (bad !== undefined) return Promise.reject(bad);
     const { timeout } = options;
     if (this._unfinished === 0) return Promise.resolve(true);
     if (timeout === 0) return Promise.resolve(false);
-    const w = _begin<boolean>();
+    const w = _begin<boolean, Queue<unknown>>();
     if (w instanceof Promise) return w;
     w._owner = this;
     w._onCancel = forgetJoiner;
@@ -821,11 +639,11 @@ export interface PriorityQueueOptions<T> {
 }
 
 /** @ignore The default ordering: `<` for primitives, lexicographic for arrays. */
-export function _defaultCompare(a: unknown, b: unknown): number {
+function defaultCompare(a: unknown, b: unknown): number {
   if (Array.isArray(a) && Array.isArray(b)) {
     const n = Math.min(a.length, b.length);
     for (let i = 0; i < n; i++) {
-      const c = _defaultCompare(a[i], b[i]);
+      const c = defaultCompare(a[i], b[i]);
       if (c !== 0) return c;
     }
     return a.length - b.length;
@@ -867,11 +685,12 @@ export class PriorityQueue<T> extends Queue<T> {
    * @throws {TypeError} If `maxsize` is not a number, `options` not an object, or `compare`
    *   not a function.
    */
-  constructor(maxsize?: number, options: PriorityQueueOptions<T> = {}) {
+  constructor(maxsize?: number, options?: PriorityQueueOptions<T>) {
+    if (options === undefined) options = {};
     super(maxsize);
     const bad = _badBag(options);
     if (bad !== undefined) throw bad;
-    const { compare = _defaultCompare } = options;
+    const { compare = defaultCompare } = options;
     if (typeof compare !== "function") {
       throw new TypeError(`'compare' must be a function: current value is ${_render(compare)}`);
     }
@@ -1011,9 +830,9 @@ function afterHandOff(): void {}
  */
 export class Channel<T> implements AsyncIterable<T> {
   /** @ignore */
-  _getters: _WaitList = new _WaitList();
+  _getters: _WaitList = new _WaitList(this, "get");
   /** @ignore */
-  _putters: _WaitList = new _WaitList();
+  _putters: _WaitList = new _WaitList(this, "put");
 
   /** Waiting putters minus waiting getters, as gevent's `balance`. */
   get balance(): number {
@@ -1070,7 +889,7 @@ export class Channel<T> implements AsyncIterable<T> {
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   put(item: T, options?: QueueOptions): Promise<void> {
-    const timeout = waitTimeout(options);
+    const timeout = _waitTimeout(options, options?.block);
     if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._getters.live > 0) {
       if (timeout !== _NO_WAIT && _mustYield()) return putLater(this, item, options);
@@ -1083,10 +902,8 @@ export class Channel<T> implements AsyncIterable<T> {
     if (timeout === _NO_WAIT) return Promise.reject(new Full());
     // One more step after the wake-up: a getter that takes the item resumes first.
     return _waitIn<void>(
-      this,
       this._putters,
       item,
-      forgetPutter,
       timeout,
       putTimedOut,
       options?.signal,
@@ -1117,7 +934,7 @@ export class Channel<T> implements AsyncIterable<T> {
    * @throws {TypeError} (as a rejection) If `options` is not an object.
    */
   get(options?: QueueOptions): Promise<T> {
-    const timeout = waitTimeout(options);
+    const timeout = _waitTimeout(options, options?.block);
     if (typeof timeout === "object") return Promise.reject(timeout);
     if (this._putters.live > 0) {
       if (timeout !== _NO_WAIT && _mustYield()) return getLater(this, options);
@@ -1131,10 +948,8 @@ export class Channel<T> implements AsyncIterable<T> {
     }
     if (timeout === _NO_WAIT) return Promise.reject(new Empty());
     return _waitIn<T>(
-      this,
       this._getters,
       undefined,
-      forgetGetter,
       timeout,
       getTimedOut,
       options?.signal,

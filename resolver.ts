@@ -42,18 +42,11 @@
 
 import { GaiError, SocketError } from "./_errors.ts";
 import { _clearTimer, _setTimer } from "./core.ts";
-import {
-  _badOptions,
-  _badTimeout,
-  _begin,
-  _render,
-  _setResolverFactory,
-  type _Waiter,
-  getHub,
-} from "./hub.ts";
+import { _badBag, _badTimeout, _render } from "./_check.ts";
+import { _begin, _labelWaits, _setResolverFactory, type _Waiter, getHub } from "./hub.ts";
 import { _deno } from "./_platform.ts";
 
-export { GaiError } from "./_errors.ts";
+export { GaiError, SocketError, type SocketErrorOptions } from "./_errors.ts";
 
 /** A name server: an IP address and a port (default 53). */
 export interface NameServer {
@@ -138,13 +131,13 @@ export interface GetnameinfoOptions {
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-/** @ignore Whether `host` is an IPv4 literal. */
-export function _isIPv4(host: string): boolean {
+/** Whether `host` is an IPv4 literal. */
+function isIPv4(host: string): boolean {
   return IPV4.test(host);
 }
 
-/** @ignore Whether `host` is an IPv6 literal (without brackets). */
-export function _isIPv6(host: string): boolean {
+/** Whether `host` is an IPv6 literal (without brackets). */
+function isIPv6(host: string): boolean {
   if (!host.includes(":") || !/^[0-9a-fA-F:.]+(%[\w.-]+)?$/.test(host)) return false;
   try {
     new URL(`http://[${host.replace(/%.*$/, "")}]/`);
@@ -186,9 +179,10 @@ function noName(host: string, cause?: unknown): GaiError {
   );
 }
 
-function abortOwner(w: _Waiter<unknown>): void {
-  (w._owner as AbortController).abort();
+function abortOwner<T>(w: _Waiter<T, AbortController>): void {
+  w._owner.abort();
 }
+_labelWaits(abortOwner, () => "DNS lookup");
 
 function never(): void {}
 
@@ -241,7 +235,7 @@ function checkNameservers(value: unknown): NameServer[] {
       );
     }
     // Deno parses it as a bare address: no host name, brackets or IPv6 zone.
-    if (!_isIPv4(ipAddr) && !(_isIPv6(ipAddr) && !ipAddr.includes("%"))) {
+    if (!isIPv4(ipAddr) && !(isIPv6(ipAddr) && !ipAddr.includes("%"))) {
       throw new RangeError(
         `'${at}.ipAddr' must be an IPv4 or IPv6 address: current value is ${_render(ipAddr)}`,
       );
@@ -316,8 +310,9 @@ export class Resolver {
    * @throws {TypeError} For `nameservers` that is not an array of `{ ipAddr, port }`
    *   objects, a non-string `ipAddr`, or a `cache` that is neither a boolean nor an object.
    */
-  constructor(options: ResolverOptions = {}) {
-    const badOptions = _badOptions(options);
+  constructor(options?: ResolverOptions) {
+    if (options === undefined) options = {};
+    const badOptions = _badBag(options);
     if (badOptions !== undefined) throw badOptions;
     const { nameservers, timeout = 2000, tries = 2, cache = false, maxConcurrent = 256 } = options;
     if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
@@ -442,8 +437,9 @@ export class Resolver {
   async getaddrinfo(
     host: string,
     port: number,
-    options: GetaddrinfoOptions = {},
+    options?: GetaddrinfoOptions,
   ): Promise<AddrInfo[]> {
+    if (options === undefined) options = {};
     _checkHost(host);
     _checkPort(port);
     const { family, type } = options;
@@ -454,7 +450,7 @@ export class Resolver {
       throw new RangeError(`'type' must be "stream" or "dgram": current value is ${render(type)}`);
     }
     const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-    const literal = _isIPv4(bare) || _isIPv6(bare);
+    const literal = isIPv4(bare) || isIPv6(bare);
     let v4: readonly string[] = [];
     let v6: readonly string[] = [];
     if (family === 4) v4 = await this.#addresses(bare, 4);
@@ -503,7 +499,7 @@ export class Resolver {
   async gethostbyaddr(ip: string): Promise<HostEntry> {
     _checkHost(ip, "ip");
     let addr = ip.startsWith("[") && ip.endsWith("]") ? ip.slice(1, -1) : ip;
-    if (!_isIPv4(addr) && !_isIPv6(addr)) addr = (await this.#addresses(addr, 4))[0];
+    if (!isIPv4(addr) && !isIPv6(addr)) addr = (await this.#addresses(addr, 4))[0];
     const names = (await this.#reverse(reverseName(addr), addr)).map((n) => n.replace(/\.$/, ""));
     return [names[0], names.slice(1), [addr]];
   }
@@ -531,8 +527,9 @@ export class Resolver {
    */
   async getnameinfo(
     address: Address,
-    options: GetnameinfoOptions = {},
+    options?: GetnameinfoOptions,
   ): Promise<[host: string, port: string]> {
+    if (options === undefined) options = {};
     if (!Array.isArray(address)) {
       throw new TypeError(`'address' must be [host, port]: current value is ${render(address)}`);
     }
@@ -540,7 +537,7 @@ export class Resolver {
     _checkHost(host);
     _checkPort(port);
     const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-    const ip = _isIPv4(bare) || _isIPv6(bare) ? bare : (await this.#addresses(bare, 4))[0];
+    const ip = isIPv4(bare) || isIPv6(bare) ? bare : (await this.#addresses(bare, 4))[0];
     if (options.numericHost) return [ip, String(port)];
     try {
       const [name] = await this.gethostbyaddr(ip);
@@ -636,13 +633,13 @@ export class Resolver {
       );
     }
     if (host === "") return Promise.reject(noName(host));
-    if (_isIPv4(host)) {
+    if (isIPv4(host)) {
       if (family === 4) return Promise.resolve([host]);
       return Promise.reject(
         new GaiError(`Cannot resolve ${JSON.stringify(host)} as IPv6`, "EAI_FAMILY"),
       );
     }
-    if (_isIPv6(host)) {
+    if (isIPv6(host)) {
       if (family === 6) return Promise.resolve([host]);
       return Promise.reject(
         new GaiError(
@@ -745,11 +742,11 @@ export class Resolver {
    */
   #blocking<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new SocketError("Resolver closed", "EBADF"));
-    const w = _begin<T>();
+    const w = _begin<T, AbortController>();
     if (w instanceof Promise) return w;
     const ctl = new AbortController();
     w._owner = ctl;
-    w._onCancel = abortOwner as (w: _Waiter<T>) => void;
+    w._onCancel = abortOwner;
     w._arm(undefined, never);
     this.#active.add(ctl);
     work(ctl.signal).then(
@@ -911,7 +908,7 @@ function permissionError(
 }
 
 function reverseName(ip: string): string {
-  if (_isIPv4(ip)) return `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
+  if (isIPv4(ip)) return `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
   // Expand the IPv6 address to 32 nibbles.
   const [head, tail = ""] = ip.replace(/%.*$/, "").split("::");
   const h = head === "" ? [] : head.split(":");
@@ -946,9 +943,6 @@ export function getResolver(): Resolver {
 
 _setResolverFactory(() => new Resolver());
 
-// ---------------------------------------------------------------------------------------
-// Monkey patching (monkey.ts reads this): the globals this module implements. The code
-// above calls the saved originals (`_deno`), so a patched `Deno.resolveDns` never reaches it.
-
-/** @ignore `Deno.resolveDns` and `node:dns`'s `lookup`, for `monkey.patchDns()`. */
-export { _patches } from "./_dns.ts";
+// Monkey patching: `_dns.ts` implements the patched `Deno.resolveDns` and `node:dns`'s
+// `lookup` (`monkey.patchDns()` installs them). The code above calls the saved originals
+// (`_deno`), so a patched `Deno.resolveDns` never reaches it.

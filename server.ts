@@ -16,9 +16,14 @@ import { SocketError } from "./_errors.ts";
 import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import { Event } from "./event.ts";
 import { getCurrent, Greenlet, joinAll, killAll, spawn } from "./greenlet.ts";
-import { _badOptions, _badTimeout, _render, getHub } from "./hub.ts";
+import { _badBag, _badTimeout, _render } from "./_check.ts";
+import { getHub } from "./hub.ts";
+import { Pool } from "./pool.ts";
 import { _checkHost, _checkPort, type Address } from "./resolver.ts";
 import { listen, ListeningSocket, type ListenTlsOptions, type Socket } from "./socket.ts";
+
+export type { Address, ListenTlsOptions, Socket };
+export type { RecvLineOptions, SocketCallOptions } from "./socket.ts";
 
 /** A connection handler: runs in its own greenlet; the socket is closed when it ends. */
 export type StreamHandler = (socket: Socket, address: Address) => unknown;
@@ -26,22 +31,23 @@ export type StreamHandler = (socket: Socket, address: Address) => unknown;
 /** Something that spawns greenlets, such as a `Pool` (its `spawn` may wait for room). */
 export interface Spawner {
   /**
-   * Starts `fn(socket, address)` in a greenlet and returns it (or a promise of it). If it
-   * throws, rejects (a full pool's `PoolFull`) or returns anything but a greenlet, the
-   * server reports it, closes the connection and pauses accepting briefly.
+   * Starts `fn(socket, address)` in a greenlet and returns that `Greenlet` (or a promise of
+   * it). If it throws, rejects (a full pool's `PoolFull`) or returns anything but a
+   * greenlet, the server reports it, closes the connection and pauses accepting briefly.
    */
   spawn(
     fn: (socket: Socket, address: Address) => Promise<unknown>,
     socket: Socket,
     address: Address,
-  ): Greenlet<unknown> | Promise<Greenlet<unknown>>;
+  ): object | Promise<object>;
 }
 
 /** Options of {@linkcode StreamServer}. */
 export interface StreamServerOptions {
   /**
-   * How handlers are started: a number caps how many run at once (the server stops
-   * accepting while the cap is reached), a pool spawns them; default: no limit.
+   * How handlers are started: a number caps how many run at once (the server runs them in a
+   * `Pool` of that size, as gevent's does, and stops accepting while it is full), a pool or
+   * other spawner spawns them; default: no limit.
    */
   spawn?: number | Spawner;
   /**
@@ -107,7 +113,8 @@ export class StreamServer {
   #listener: ListeningSocket | undefined;
   #ownsListener: boolean;
   #handle: StreamHandler;
-  #limit: number | undefined;
+  /** The handlers' pool when `spawn` is a number (gevent's `Pool(spawn)`). */
+  #pool: Pool | undefined;
   #spawner: Spawner | undefined;
   #backlog: number | undefined;
   #tls: ListenTlsOptions | undefined;
@@ -117,7 +124,6 @@ export class StreamServer {
   #interruptible: Greenlet<unknown> | undefined = undefined;
   #handlers = new Set<Greenlet<unknown>>();
   #sockets = new Set<Socket>();
-  #room = new Event();
   #stopped = new Event();
   #started = false;
   #closed = false;
@@ -144,12 +150,13 @@ export class StreamServer {
   constructor(
     listener: Address | ListeningSocket | Deno.Listener,
     handle: StreamHandler,
-    options: StreamServerOptions = {},
+    options?: StreamServerOptions,
   ) {
+    if (options === undefined) options = {};
     if (typeof handle !== "function") {
       throw new TypeError(`'handle' must be a function: current value is ${_render(handle)}`);
     }
-    const badOptions = _badOptions(options);
+    const badOptions = _badBag(options);
     if (badOptions !== undefined) throw badOptions;
     const { spawn: spawner, backlog, tls } = options;
     const isAddress = Array.isArray(listener);
@@ -179,7 +186,7 @@ export class StreamServer {
       if (!Number.isInteger(spawner) || spawner < 1) {
         throw new RangeError(`'spawn' must be a positive integer: current value is ${spawner}`);
       }
-      this.#limit = spawner;
+      this.#pool = new Pool(spawner);
     } else if (spawner !== undefined) {
       if (spawner === null || typeof spawner.spawn !== "function") {
         throw new TypeError(
@@ -366,8 +373,9 @@ export class StreamServer {
    * @returns A promise that resolves once every handler has ended.
    * @throws {RangeError} (as a rejection) For a negative or non-finite timeout.
    */
-  async stop(options: StopOptions = {}): Promise<void> {
-    const badOptions = _badOptions(options);
+  async stop(options?: StopOptions): Promise<void> {
+    if (options === undefined) options = {};
+    const badOptions = _badBag(options);
     if (badOptions !== undefined) throw badOptions;
     const { timeout = 1000 } = options;
     const bad = _badTimeout(timeout);
@@ -443,11 +451,13 @@ export class StreamServer {
     try {
       for (;;) {
         if (!this.#accepting || this.#closed || this.#acceptor !== me) return;
-        if (this.#limit !== undefined && this.#handlers.size >= this.#limit) {
-          this.#room.clear();
+        const pool = this.#pool;
+        if (pool !== undefined && pool.full()) {
+          // Wait for a handler to end before accepting (gevent stops accepting while its
+          // pool is full): the kernel queues the clients meanwhile.
           this.#interruptible = me;
           try {
-            await this.#room.wait();
+            await pool.waitAvailable();
           } finally {
             if (this.#interruptible === me) this.#interruptible = undefined;
           }
@@ -474,7 +484,9 @@ export class StreamServer {
         this.#sockets.add(sock);
         let g: unknown;
         try {
-          g = this.#spawner === undefined
+          g = this.#pool !== undefined
+            ? await this.#pool.spawn(this.#run, sock, address) // a slot is free: no wait
+            : this.#spawner === undefined
             ? spawn(this.#run, sock, address)
             : await this.#spawner.spawn(this.#run, sock, address);
           if (!(g instanceof Greenlet)) {
@@ -504,7 +516,6 @@ export class StreamServer {
       this.#sockets.delete(sock);
       const g = getCurrent();
       if (g !== undefined) this.#handlers.delete(g);
-      this.#room.set();
     }
   };
 }

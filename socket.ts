@@ -36,8 +36,9 @@
  * @module
  */
 
-import { _socketError, GaiError, SocketError, SocketTimeout } from "./_errors.ts";
-import { _badOptions, _badTimeout, _begin, type _Waiter } from "./hub.ts";
+import { GaiError, SocketError, SocketTimeout } from "./_errors.ts";
+import { _badBag, _badTimeout } from "./_check.ts";
+import { _begin, _labelWaits, type _Waiter } from "./hub.ts";
 import { _deno } from "./_platform.ts";
 import { _connectFrom } from "./_bound_conn.ts";
 import {
@@ -52,7 +53,8 @@ import {
   type Resolver,
 } from "./resolver.ts";
 
-export { GaiError, SocketError, type SocketErrorOptions, SocketTimeout } from "./_errors.ts";
+// `export *`, not a list: `deno doc` follows only this form into the root's `socket` namespace.
+export * from "./_errors.ts";
 export type {
   Address,
   AddressFamily,
@@ -238,6 +240,38 @@ function watchSignal<T>(w: _Waiter<T>, signal: AbortSignal): void {
 }
 
 // ---------------------------------------------------------------------------------------
+// Errors
+
+/** Turns a Deno I/O error into a {@linkcode SocketError} (a timeout into SocketTimeout). */
+function socketError(error: unknown, what: string): SocketError {
+  if (error instanceof SocketError) return error;
+  if (error instanceof Deno.errors.TimedOut) {
+    return new SocketTimeout(`${what}: timed out`, { cause: error });
+  }
+  const code = codeOf(error);
+  const detail = error instanceof Error ? error.message : String(error);
+  return new SocketError(`${what}: ${detail}`, code, { cause: error });
+}
+
+function codeOf(error: unknown): string {
+  const own = (error as { code?: unknown } | null)?.code;
+  if (typeof own === "string" && own.length > 0) return own;
+  const E = Deno.errors;
+  if (error instanceof E.ConnectionRefused) return "ECONNREFUSED";
+  if (error instanceof E.ConnectionReset) return "ECONNRESET";
+  if (error instanceof E.ConnectionAborted) return "ECONNABORTED";
+  if (error instanceof E.BrokenPipe) return "EPIPE";
+  if (error instanceof E.NotConnected) return "ENOTCONN";
+  if (error instanceof E.AddrInUse) return "EADDRINUSE";
+  if (error instanceof E.AddrNotAvailable) return "EADDRNOTAVAIL";
+  if (error instanceof E.BadResource || error instanceof E.Interrupted) return "EBADF";
+  if (error instanceof E.NotCapable || error instanceof E.PermissionDenied) return "EACCES";
+  if (error instanceof E.NetworkUnreachable) return "ENETUNREACH";
+  if (error instanceof E.InvalidData) return "EPROTO";
+  return "EIO";
+}
+
+// ---------------------------------------------------------------------------------------
 // Socket
 
 const EMPTY = new Uint8Array(0);
@@ -300,11 +334,17 @@ function copyOut(src: Uint8Array, start: number, k: number): Uint8Array {
   return out;
 }
 
+/**
+ * What a send waits for: `"send"` for one write (it resolves with the bytes written),
+ * `"sendall"` for all of its data (it resolves with `undefined`).
+ */
+type SendMode = "send" | "sendall";
+
 /** A send waiting behind the one in progress. */
 interface QueuedSend {
-  w: _Waiter<number | undefined>;
+  waiter: _Waiter<number | undefined, SocketIO>;
   data: Uint8Array;
-  all: boolean;
+  mode: SendMode;
 }
 
 /**
@@ -312,44 +352,47 @@ interface QueuedSend {
  * and write callbacks are bound once per socket, so a round trip allocates no closures.
  */
 class SocketIO {
-  // Rarely set fields (`closed`, `eof`, `readError`, `queue`) default to `undefined`/`false`
+  // Rarely set fields (`closed`, `eof`, `readError`, `sendQueue`) default to `undefined`/`false`
   // on the prototype (see below the class): an idle socket stays small.
   conn: Deno.Conn | undefined;
   /** The connection once closed (for toString). */
   declare closed: Deno.Conn | undefined;
   timeout: number | undefined;
   // Reading: at most one read outstanding (`reading`), filling `buf` from `end`;
-  // `buf[start, end)` is unread data, and `buf[start, scanned)` holds no "\n". `buf` is EMPTY
-  // (given back to the pool) whenever it holds nothing and no read is outstanding.
+  // `buf[start, end)` is unread data, and `buf[start, scannedTo)` holds no "\n". `buf` is
+  // EMPTY (given back to the pool) whenever it holds nothing and no read is outstanding.
   buf: Uint8Array = EMPTY;
   start = 0;
   end = 0;
-  scanned = 0;
-  /** How much the next read into a new buffer asks for, what the outstanding one asked for,
-   * and how many reads in a row used less than a quarter of it. */
-  next = FIRST_READ;
-  asked = 0;
-  small = 0;
+  scannedTo = 0;
+  /** How much the next read into a new buffer asks for. */
+  readSize = FIRST_READ;
+  /** How much the outstanding read asked for. */
+  readAsked = 0;
+  /** How many reads in a row used less than a quarter of what they asked for. */
+  smallReads = 0;
   reading = false;
   declare eof: boolean;
   declare readError: SocketError | undefined;
-  /** The waiting receive: `want` is recv's byte count or recvInto's array; `line` is the
-   * maxLength of a waiting recvLine (0 for the others). */
-  reader: _Waiter<unknown> | undefined = undefined;
-  want: number | Uint8Array = 0;
-  line = 0;
+  /** The receive waiting for bytes (`recv`, `recvInto` or `recvLine`), if any. */
+  receiver: _Waiter<unknown, SocketIO> | undefined = undefined;
+  /** What the waiting receive takes: `recv`'s byte count or `recvInto`'s array. */
+  receiveTarget: number | Uint8Array = 0;
+  /** The `maxLength` of a waiting `recvLine`; 0 for the other receives. */
+  receiveLineMax = 0;
   /** Settles the outstanding read: its result (a number, or null at the end), or its error. */
   onRead: (result: unknown) => void;
-  // Writing: at most one write outstanding (`writing`). `writer` is the send in progress:
-  // `wsent` bytes of `wdata` are written (it waits for all of them when `wall`). Later sends
-  // wait in `queue`. While the chunk of an interrupted send is still being written, `writer`
-  // is undefined and `writing` true: the queue moves on once it is done.
+  // Writing: at most one write outstanding (`writing`). `sender` is the send in progress:
+  // `sendWritten` bytes of `sendData` are written (a `sendall` waits for all of them, a `send`
+  // for one write). Later sends wait in `sendQueue`. While the chunk of an interrupted send
+  // is still being written, `sender` is undefined and `writing` true: the queue moves on once
+  // it is done.
   writing = false;
-  writer: _Waiter<number | undefined> | undefined = undefined;
-  wdata: Uint8Array = EMPTY;
-  wsent = 0;
-  wall = false;
-  declare queue: QueuedSend[] | undefined;
+  sender: _Waiter<number | undefined, SocketIO> | undefined = undefined;
+  sendData: Uint8Array = EMPTY;
+  sendWritten = 0;
+  sendMode: SendMode = "send";
+  declare sendQueue: QueuedSend[] | undefined;
   /** Settles the outstanding write: its result (a number), or its error. */
   onWrite: (result: unknown) => void;
 
@@ -367,7 +410,7 @@ class SocketIO {
 SocketIO.prototype.closed = undefined;
 SocketIO.prototype.eof = false;
 SocketIO.prototype.readError = undefined;
-SocketIO.prototype.queue = undefined;
+SocketIO.prototype.sendQueue = undefined;
 
 function closedError(what: string): SocketError {
   return new SocketError(`${what}: Bad file descriptor (the socket is closed)`, "EBADF");
@@ -387,7 +430,7 @@ const RECV_ADVICE = "receive in one greenlet at a time, and hand what it reads t
 function dropBuffer(io: SocketIO): void {
   release(io.buf);
   io.buf = EMPTY;
-  io.start = io.end = io.scanned = 0;
+  io.start = io.end = io.scannedTo = 0;
 }
 
 /** Marks `buf[start, to)` as taken; drops the buffer once it holds nothing. */
@@ -422,7 +465,7 @@ function tooLong(maxLength: number): SocketError {
 /** The next line in the buffer, a SocketError, or NEED. */
 function takeLine(io: SocketIO, maxLength: number): string | SocketError | typeof NEED {
   const { buf, start, end } = io;
-  const from = io.scanned > start ? io.scanned : start;
+  const from = io.scannedTo > start ? io.scannedTo : start;
   const limit = start + maxLength; // the "\n" of an acceptable line is before this index
   const stop = end < limit ? end : limit;
   if (from < stop) {
@@ -433,7 +476,7 @@ function takeLine(io: SocketIO, maxLength: number): string | SocketError | typeo
       consume(io, to);
       return line;
     }
-    io.scanned = stop;
+    io.scannedTo = stop;
   }
   if (end - start > maxLength) return tooLong(maxLength);
   if (io.eof) {
@@ -449,10 +492,10 @@ function takeLine(io: SocketIO, maxLength: number): string | SocketError | typeo
  * What a receive gets from the buffered bytes now: the value, a SocketError to reject with, or
  * NEED when it has to wait for a read.
  */
-function settle(io: SocketIO, want: number | Uint8Array, line: number): unknown {
-  if (line > 0) return takeLine(io, line);
-  if (io.end > io.start) return take(io, want);
-  if (io.eof) return typeof want === "number" ? EMPTY : 0;
+function settle(io: SocketIO, target: number | Uint8Array, lineMax: number): unknown {
+  if (lineMax > 0) return takeLine(io, lineMax);
+  if (io.end > io.start) return take(io, target);
+  if (io.eof) return typeof target === "number" ? EMPTY : 0;
   return io.readError ?? NEED;
 }
 
@@ -465,7 +508,7 @@ function settle(io: SocketIO, want: number | Uint8Array, line: number): unknown 
 function startRead(io: SocketIO, size: number, cap: number): void {
   let buf = io.buf;
   if (buf === EMPTY) {
-    buf = io.buf = acquire(size < io.next ? size : io.next);
+    buf = io.buf = acquire(size < io.readSize ? size : io.readSize);
   } else if (buf.length - io.end < buf.length >> 2) {
     const n = io.end - io.start;
     if (n <= buf.length >> 1 || buf.length >= cap) {
@@ -476,12 +519,12 @@ function startRead(io: SocketIO, size: number, cap: number): void {
       release(buf);
       buf = io.buf = bigger;
     }
-    io.scanned = io.scanned > io.start ? io.scanned - io.start : 0;
+    io.scannedTo = io.scannedTo > io.start ? io.scannedTo - io.start : 0;
     io.start = 0;
     io.end = n;
   }
   io.reading = true;
-  io.asked = buf.length - io.end;
+  io.readAsked = buf.length - io.end;
   io.conn!.read(io.end === 0 ? buf : buf.subarray(io.end)).then(io.onRead, io.onRead);
 }
 
@@ -496,28 +539,28 @@ function readDone(io: SocketIO, n: number | null): void {
     if (io.start === io.end) dropBuffer(io);
   } else {
     io.end += n;
-    const asked = io.asked;
+    const asked = io.readAsked;
     if (n === asked) {
-      io.small = 0;
-      if (asked >= io.next && io.next < 1 << MAX_CLASS) io.next = io.next * 2;
+      io.smallReads = 0;
+      if (asked >= io.readSize && io.readSize < 1 << MAX_CLASS) io.readSize = io.readSize * 2;
     } else if (n > asked >> 2) {
-      io.small = 0;
-    } else if (++io.small === 2) {
-      io.small = 0;
-      if (io.next > 1 << MIN_CLASS) io.next = io.next >> 1;
+      io.smallReads = 0;
+    } else if (++io.smallReads === 2) {
+      io.smallReads = 0;
+      if (io.readSize > 1 << MIN_CLASS) io.readSize = io.readSize >> 1;
     }
   }
-  const w = io.reader;
+  const w = io.receiver;
   if (w === undefined) { // its caller was interrupted: the bytes wait for the next receive
     if (io.start === io.end) dropBuffer(io);
     return;
   }
-  const result = settle(io, io.want, io.line);
+  const result = settle(io, io.receiveTarget, io.receiveLineMax);
   if (result === NEED) {
-    startRead(io, 0, io.line + 1); // a line not complete yet: the same call reads on
+    startRead(io, 0, io.receiveLineMax + 1); // a line not complete yet: the same call reads on
     return;
   }
-  io.reader = undefined;
+  io.receiver = undefined;
   if (result instanceof SocketError) w._fail(result);
   else w._wake(result);
 }
@@ -528,22 +571,22 @@ function readFailed(io: SocketIO, error: unknown): void {
     dropBuffer(io);
     return;
   }
-  io.readError = _socketError(error, "recv");
+  io.readError = socketError(error, "recv");
   if (io.start === io.end) dropBuffer(io);
-  const w = io.reader;
+  const w = io.receiver;
   if (w !== undefined) {
-    io.reader = undefined;
+    io.receiver = undefined;
     w._fail(io.readError);
   }
 }
 
-function forgetReader(w: _Waiter<unknown>): void {
-  const io = w._owner as SocketIO;
-  if (io.reader === w) io.reader = undefined;
+function forgetReceiver(w: _Waiter<unknown, SocketIO>): void {
+  const io = w._owner;
+  if (io.receiver === w) io.receiver = undefined;
 }
 
 /** The socket timeout of a `recv` or a `send` elapsed. */
-function _timedOut<T>(w: _Waiter<T>): void {
+function timedOut<T>(w: _Waiter<T>): void {
   w._fail(new SocketTimeout());
 }
 
@@ -600,7 +643,7 @@ export interface RecvLineOptions extends SocketCallOptions {
 
 /** A call's options checked: a rejected promise for bad options or an aborted signal. */
 function refuseCall(options: SocketCallOptions): Promise<never> | undefined {
-  const bad = _badOptions(options) ?? _badTimeout(options.timeout);
+  const bad = _badBag(options) ?? _badTimeout(options.timeout);
   if (bad !== undefined) return Promise.reject(bad);
   const signal = options.signal;
   if (signal?.aborted) return Promise.reject(signal.reason);
@@ -609,8 +652,8 @@ function refuseCall(options: SocketCallOptions): Promise<never> | undefined {
 
 function receive(
   io: SocketIO,
-  want: number | Uint8Array,
-  line: number,
+  target: number | Uint8Array,
+  lineMax: number,
   options: SocketCallOptions | undefined,
 ): Promise<unknown> {
   let timeout = io.timeout;
@@ -619,33 +662,33 @@ function receive(
     if (refused !== undefined) return refused;
     if (options.timeout !== undefined) timeout = options.timeout;
   }
-  if (io.conn === undefined) return Promise.reject(closedError(line > 0 ? "recvLine" : "recv"));
-  if (io.reader !== undefined) {
-    return Promise.reject(busyError(line > 0 ? "recvLine" : "recv", RECV_ADVICE));
+  if (io.conn === undefined) return Promise.reject(closedError(lineMax > 0 ? "recvLine" : "recv"));
+  if (io.receiver !== undefined) {
+    return Promise.reject(busyError(lineMax > 0 ? "recvLine" : "recv", RECV_ADVICE));
   }
-  const result = settle(io, want, line);
+  const result = settle(io, target, lineMax);
   if (result !== NEED) {
     return result instanceof SocketError ? Promise.reject(result) : Promise.resolve(result);
   }
-  const w = _begin<unknown>();
+  const w = _begin<unknown, SocketIO>();
   if (w instanceof Promise) return w;
   if (!io.reading) {
     startRead(
       io,
-      line > 0 ? line + 1 : typeof want === "number" ? want : want.length,
-      line + 1,
+      lineMax > 0 ? lineMax + 1 : typeof target === "number" ? target : target.length,
+      lineMax + 1,
     );
   }
   if (timeout === 0) {
     w._fail(new SocketTimeout());
     return w.promise;
   }
-  io.reader = w;
-  io.want = want;
-  io.line = line;
+  io.receiver = w;
+  io.receiveTarget = target;
+  io.receiveLineMax = lineMax;
   w._owner = io;
-  w._onCancel = forgetReader;
-  w._arm(timeout, _timedOut);
+  w._onCancel = forgetReceiver;
+  w._arm(timeout, timedOut);
   if (options?.signal !== undefined) watchSignal(w, options.signal);
   return w.promise;
 }
@@ -657,18 +700,18 @@ function startWrite(io: SocketIO, chunk: Uint8Array): void {
 
 /** Starts the first queued send (called when no send is in progress and no write is). */
 function nextSend(io: SocketIO): void {
-  const q = io.queue;
+  const q = io.sendQueue;
   if (q === undefined || io.conn === undefined) return;
   while (q.length > 0) {
-    const { w, data, all } = q.shift()!;
+    const { waiter, data, mode } = q.shift()!;
     if (data.length === 0) {
-      w._wake(all ? undefined : 0);
+      waiter._wake(mode === "sendall" ? undefined : 0);
       continue;
     }
-    io.writer = w;
-    io.wdata = data;
-    io.wsent = 0;
-    io.wall = all;
+    io.sender = waiter;
+    io.sendData = data;
+    io.sendWritten = 0;
+    io.sendMode = mode;
     startWrite(io, data);
     return;
   }
@@ -677,19 +720,19 @@ function nextSend(io: SocketIO): void {
 function writeDone(io: SocketIO, n: number): void {
   io.writing = false;
   if (io.conn === undefined) return; // closed meanwhile: the senders were already failed
-  const w = io.writer;
+  const w = io.sender;
   if (w === undefined) { // the chunk of an interrupted send is written: the queue moves on
     nextSend(io);
     return;
   }
-  const sent = io.wsent += n;
-  const all = io.wall;
-  if (all && sent < io.wdata.length) {
-    startWrite(io, io.wdata.subarray(sent));
+  const sent = io.sendWritten += n;
+  const all = io.sendMode === "sendall";
+  if (all && sent < io.sendData.length) {
+    startWrite(io, io.sendData.subarray(sent));
     return;
   }
-  io.writer = undefined;
-  io.wdata = EMPTY;
+  io.sender = undefined;
+  io.sendData = EMPTY;
   w._wake(all ? undefined : sent);
   nextSend(io);
 }
@@ -697,28 +740,28 @@ function writeDone(io: SocketIO, n: number): void {
 function writeFailed(io: SocketIO, error: unknown): void {
   io.writing = false;
   if (io.conn === undefined) return; // closed meanwhile: the senders were already failed
-  const w = io.writer;
+  const w = io.sender;
   if (w !== undefined) {
-    io.writer = undefined;
-    io.wdata = EMPTY;
-    w._fail(_socketError(error, "send"));
+    io.sender = undefined;
+    io.sendData = EMPTY;
+    w._fail(socketError(error, "send"));
   }
   nextSend(io); // each later send fails (or not) on its own
 }
 
-function forgetWriter(w: _Waiter<number | undefined>): void {
-  const io = w._owner as SocketIO;
-  if (io.writer === w) {
+function forgetSender(w: _Waiter<number | undefined, SocketIO>): void {
+  const io = w._owner;
+  if (io.sender === w) {
     // Its chunk in flight cannot be recalled: the next send starts once it is written.
-    io.writer = undefined;
-    io.wdata = EMPTY;
+    io.sender = undefined;
+    io.sendData = EMPTY;
     if (!io.writing) nextSend(io);
     return;
   }
-  const q = io.queue;
+  const q = io.sendQueue;
   if (q === undefined) return;
   for (let i = 0; i < q.length; i++) {
-    if (q[i].w === w) {
+    if (q[i].waiter === w) {
       q.splice(i, 1); // it never started: none of its bytes are sent
       return;
     }
@@ -728,7 +771,7 @@ function forgetWriter(w: _Waiter<number | undefined>): void {
 function transmit(
   io: SocketIO,
   data: Uint8Array,
-  all: boolean,
+  mode: SendMode,
   options: SocketCallOptions | undefined,
 ): Promise<number | undefined> {
   if (!(data instanceof Uint8Array)) {
@@ -743,28 +786,28 @@ function transmit(
     if (options.timeout !== undefined) timeout = options.timeout;
   }
   if (io.conn === undefined) return Promise.reject(closedError("send"));
-  const idle = io.writer === undefined && !io.writing;
-  if (data.length === 0 && idle) return Promise.resolve(all ? undefined : 0);
-  const w = _begin<number | undefined>();
+  const idle = io.sender === undefined && !io.writing;
+  if (data.length === 0 && idle) return Promise.resolve(mode === "sendall" ? undefined : 0);
+  const w = _begin<number | undefined, SocketIO>();
   if (w instanceof Promise) return w;
   w._owner = io;
-  w._onCancel = forgetWriter;
+  w._onCancel = forgetSender;
   if (idle) {
-    io.writer = w;
-    io.wdata = data;
-    io.wsent = 0;
-    io.wall = all;
+    io.sender = w;
+    io.sendData = data;
+    io.sendWritten = 0;
+    io.sendMode = mode;
     startWrite(io, data);
   } else {
-    (io.queue ??= []).push({ w, data, all });
+    (io.sendQueue ??= []).push({ waiter: w, data, mode });
   }
-  w._arm(timeout, _timedOut);
+  w._arm(timeout, timedOut);
   if (options?.signal !== undefined) watchSignal(w, options.signal);
   return w.promise;
 }
 
 /** Throws the error `_badTimeout` finds in a `timeout` option or property, if any. */
-function _checkTimeout(timeout: unknown): void {
+function checkTimeout(timeout: unknown): void {
   const bad = _badTimeout(timeout);
   if (bad !== undefined) throw bad;
 }
@@ -851,11 +894,12 @@ export class Socket {
    * @throws {TypeError} If `conn` is not a connection.
    * @throws {RangeError} For a negative or non-finite timeout.
    */
-  constructor(conn: Deno.Conn, options: SocketOptions = {}) {
+  constructor(conn: Deno.Conn, options?: SocketOptions) {
+    if (options === undefined) options = {};
     if (conn === null || typeof conn !== "object" || typeof conn.read !== "function") {
       throw new TypeError(`'conn' must be a Deno.Conn: current value is ${String(conn)}`);
     }
-    _checkTimeout(options.timeout);
+    checkTimeout(options.timeout);
     this.#io = new SocketIO(conn, options.timeout);
   }
 
@@ -868,7 +912,7 @@ export class Socket {
     return this.#io.timeout;
   }
   set timeout(value: number | undefined) {
-    _checkTimeout(value);
+    checkTimeout(value);
     this.#io.timeout = value;
   }
 
@@ -1054,7 +1098,7 @@ export class Socket {
    * ```
    */
   send(data: Uint8Array, options?: SocketCallOptions): Promise<number> {
-    return transmit(this.#io, data, false, options) as Promise<number>;
+    return transmit(this.#io, data, "send", options) as Promise<number>;
   }
 
   /**
@@ -1091,7 +1135,7 @@ export class Socket {
    * ```
    */
   sendall(data: Uint8Array, options?: SocketCallOptions): Promise<void> {
-    return transmit(this.#io, data, true, options) as Promise<void>;
+    return transmit(this.#io, data, "sendall", options) as Promise<void>;
   }
 
   /**
@@ -1107,7 +1151,7 @@ export class Socket {
     try {
       await conn.closeWrite();
     } catch (error) {
-      throw _socketError(error, "shutdown");
+      throw socketError(error, "shutdown");
     }
   }
 
@@ -1121,27 +1165,27 @@ export class Socket {
     if (conn === undefined) return;
     io.conn = undefined;
     io.closed = conn;
-    if (io.reading) io.start = io.end = io.scanned = 0; // the read's end drops the buffer
+    if (io.reading) io.start = io.end = io.scannedTo = 0; // the read's end drops the buffer
     else dropBuffer(io);
     try {
       conn.close();
     } catch {
       // Already closed underneath (for example by a stream): nothing left to release.
     }
-    const r = io.reader;
+    const r = io.receiver;
     if (r !== undefined) {
-      io.reader = undefined;
+      io.receiver = undefined;
       r._fail(new SocketError("recv: File descriptor was closed in another greenlet", "EBADF"));
     }
-    const w = io.writer;
-    const queued = io.queue;
-    io.writer = undefined;
-    io.wdata = EMPTY;
-    io.queue = undefined;
+    const w = io.sender;
+    const queued = io.sendQueue;
+    io.sender = undefined;
+    io.sendData = EMPTY;
+    io.sendQueue = undefined;
     const closedMeanwhile = "send: File descriptor was closed in another greenlet";
     w?._fail(new SocketError(closedMeanwhile, "EBADF"));
     if (queued !== undefined) {
-      for (const s of queued) s.w._fail(new SocketError(closedMeanwhile, "EBADF"));
+      for (const s of queued) s.waiter._fail(new SocketError(closedMeanwhile, "EBADF"));
     }
   }
   /** Same as {@linkcode Socket.close}, for `using`. */
@@ -1258,8 +1302,8 @@ export interface CreateConnectionOptions {
   tls?: boolean | ConnectTlsOptions;
 }
 
-function abortController<T>(w: _Waiter<T>): void {
-  (w._owner as AbortController).abort();
+function abortController<T>(w: _Waiter<T, AbortController>): void {
+  w._owner.abort();
 }
 
 function connectTimedOut<T>(w: _Waiter<T>): void {
@@ -1279,7 +1323,7 @@ function connectOne(
   timeout: number | undefined,
   source: Address | undefined,
 ): Promise<Deno.TcpConn> {
-  const w = _begin<Deno.TcpConn>();
+  const w = _begin<Deno.TcpConn, AbortController | undefined>();
   if (w instanceof Promise) return w;
   if (timeout === 0) {
     // Like a non-blocking connect: it would have to wait, so it fails at once.
@@ -1292,24 +1336,22 @@ function connectOne(
     const ctl = new AbortController();
     w._owner = ctl;
     w._onCancel = abortController;
-    connecting = _connectFrom(host, port, source[0], source[1], ctl.signal) as unknown as Promise<
-      Deno.TcpConn
-    >;
+    connecting = _connectFrom(host, port, source[0], source[1], ctl.signal);
   }
   connecting.then(
     (conn) => {
       if (w._done) conn.close();
       else w._wake(conn);
     },
-    (error) => w._fail(_socketError(error, `connect to ${show(host, port)}`)),
+    (error) => w._fail(socketError(error, `connect to ${show(host, port)}`)),
   );
   w._arm(timeout, connectTimedOut);
   return w.promise;
 }
 
-function closeOwner<T>(w: _Waiter<T>): void {
+function closeOwner<T>(w: _Waiter<T, Deno.Conn>): void {
   try {
-    (w._owner as Deno.Conn).close();
+    w._owner.close();
   } catch {
     // Already closed.
   }
@@ -1332,9 +1374,9 @@ async function handshake(
     });
   } catch (error) {
     tcp.close();
-    throw _socketError(error, `TLS to ${show(host, port)}`);
+    throw socketError(error, `TLS to ${show(host, port)}`);
   }
-  const w = _begin<Deno.TlsConn>();
+  const w = _begin<Deno.TlsConn, Deno.TlsConn>();
   if (w instanceof Promise) {
     conn.close();
     return w;
@@ -1343,7 +1385,7 @@ async function handshake(
   w._onCancel = closeOwner;
   conn.handshake().then(
     () => w._wake(conn),
-    (error) => w._fail(_socketError(error, `TLS handshake with ${show(host, port)}`)),
+    (error) => w._fail(socketError(error, `TLS handshake with ${show(host, port)}`)),
   );
   w._arm(timeout, connectTimedOut);
   return await w.promise;
@@ -1352,6 +1394,25 @@ async function handshake(
 function show(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** The peer of a socket, for run-info (`127.0.0.1:5432`). */
+function peerOf(io: SocketIO): string {
+  const addr = (io.conn ?? io.closed)?.remoteAddr as Deno.NetAddr | undefined;
+  return addr?.hostname === undefined ? "(unknown peer)" : show(addr.hostname, addr.port);
+}
+
+_labelWaits(
+  forgetReceiver,
+  (w) => `socket.${w._owner.receiveLineMax > 0 ? "recvLine" : "recv"} ${peerOf(w._owner)}`,
+);
+_labelWaits(forgetSender, (w) => `socket.send ${peerOf(w._owner)}`);
+_labelWaits(forgetAcceptor, (w) => {
+  const addr = w._owner.listener?.addr as Deno.NetAddr | undefined;
+  return `socket.accept ${addr?.hostname === undefined ? "" : show(addr.hostname, addr.port)}`;
+});
+_labelWaits(connectTimedOut, () => "socket.connect");
+_labelWaits(abortController, () => "socket.connect");
+_labelWaits(closeOwner, () => "TLS handshake");
 
 function checkAddress(address: unknown, name = "address"): Address {
   if (!Array.isArray(address) || address.length < 2) {
@@ -1399,11 +1460,12 @@ function checkAddress(address: unknown, name = "address"): Address {
  */
 export async function createConnection(
   address: Address,
-  options: CreateConnectionOptions = {},
+  options?: CreateConnectionOptions,
 ): Promise<Socket> {
+  if (options === undefined) options = {};
   const [host, port] = checkAddress(address);
   const { timeout, sourceAddress, tls } = options;
-  _checkTimeout(timeout);
+  checkTimeout(timeout);
   let source: Address | undefined;
   if (sourceAddress !== undefined) {
     const [sh, sp] = checkAddress(sourceAddress, "sourceAddress");
@@ -1466,7 +1528,7 @@ class ListenerIO {
   accepting = false;
   ready: Deno.Conn | undefined = undefined;
   error: SocketError | undefined = undefined;
-  waiter: _Waiter<Deno.Conn> | undefined = undefined;
+  waiter: _Waiter<Deno.Conn, ListenerIO> | undefined = undefined;
   constructor(listener: Deno.Listener, timeout: number | undefined) {
     this.listener = listener;
     this.timeout = timeout;
@@ -1480,7 +1542,7 @@ async function acceptOnce(io: ListenerIO): Promise<void> {
   } catch (error) {
     io.accepting = false;
     if (io.listener === undefined) return;
-    const err = _socketError(error, "accept");
+    const err = socketError(error, "accept");
     const w = io.waiter;
     if (w !== undefined) {
       io.waiter = undefined;
@@ -1500,8 +1562,8 @@ async function acceptOnce(io: ListenerIO): Promise<void> {
   } else io.ready = conn;
 }
 
-function forgetAcceptor(w: _Waiter<Deno.Conn>): void {
-  const io = w._owner as ListenerIO;
+function forgetAcceptor(w: _Waiter<Deno.Conn, ListenerIO>): void {
+  const io = w._owner;
   if (io.waiter === w) io.waiter = undefined;
 }
 
@@ -1536,13 +1598,14 @@ export class ListeningSocket {
    * @throws {TypeError} If `listener` is not a listener.
    * @throws {RangeError} For a bad timeout.
    */
-  constructor(listener: Deno.Listener, options: SocketOptions = {}) {
+  constructor(listener: Deno.Listener, options?: SocketOptions) {
+    if (options === undefined) options = {};
     if (
       listener === null || typeof listener !== "object" || typeof listener.accept !== "function"
     ) {
       throw new TypeError(`'listener' must be a Deno.Listener: current value is ${listener}`);
     }
-    _checkTimeout(options.timeout);
+    checkTimeout(options.timeout);
     this.#io = new ListenerIO(listener, options.timeout);
   }
 
@@ -1551,7 +1614,7 @@ export class ListeningSocket {
     return this.#io.timeout;
   }
   set timeout(value: number | undefined) {
-    _checkTimeout(value);
+    checkTimeout(value);
     this.#io.timeout = value;
   }
 
@@ -1586,7 +1649,7 @@ export class ListeningSocket {
         busyError("accept", "accept in one greenlet at a time (a StreamServer does)"),
       );
     }
-    const w = _begin<Deno.Conn>();
+    const w = _begin<Deno.Conn, ListenerIO>();
     if (w instanceof Promise) return w as Promise<never>;
     if (!io.accepting) {
       io.accepting = true;
@@ -1684,13 +1747,14 @@ function wrapAccepted(conn: Deno.Conn): [Socket, Address] {
  * assert.ok(port > 0);
  * ```
  */
-export function listen(address: Address, options: ListenOptions = {}): ListeningSocket {
+export function listen(address: Address, options?: ListenOptions): ListeningSocket {
+  if (options === undefined) options = {};
   const [host, port] = checkAddress(address);
   const { backlog, timeout, tls } = options;
   if (backlog !== undefined && (!Number.isInteger(backlog) || backlog < 1)) {
     throw new RangeError(`'backlog' must be a positive integer: current value is ${backlog}`);
   }
-  _checkTimeout(timeout);
+  checkTimeout(timeout);
   const hostname = host === "" ? "0.0.0.0" : host.replace(/^\[(.*)\]$/, "$1");
   let listener: Deno.Listener;
   try {
@@ -1704,14 +1768,12 @@ export function listen(address: Address, options: ListenOptions = {}): Listening
         alpnProtocols: tls.alpnProtocols,
       });
   } catch (error) {
-    throw _socketError(error, `listen on ${show(hostname, port)}`);
+    throw socketError(error, `listen on ${show(hostname, port)}`);
   }
   return new ListeningSocket(listener, { timeout });
 }
 
-// ---------------------------------------------------------------------------------------
-// Monkey patching (monkey.ts reads this): the globals this module implements. The code
-// above calls the saved originals (`_deno`), so a patched `Deno.connect` never reaches it.
-
-/** @ignore `Deno.connect` and friends, `node:net`'s `connect`, for `monkey.patchSocket()`. */
-export { _patches } from "./_conn.ts";
+// Monkey patching: `_conn.ts` and `_net.ts` implement the patched `Deno.connect` and friends
+// and `node:net` (`monkey.patchSocket()` installs them); importing this module does not load
+// them. The code above calls the saved originals (`_deno`), so a patched `Deno.connect`
+// never reaches it.

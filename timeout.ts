@@ -12,13 +12,13 @@
  * @module
  */
 
-import { _checkMs, _clearTimer, _setTimer, type _Timer } from "./core.ts";
+import { _checkMs, _render } from "./_check.ts";
+import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import {
-  type _Flow,
   _current,
   _DELIVERED,
   type _Delivery,
-  _render,
+  type _Flow,
   _root,
   _runInSubflow,
   getHub,

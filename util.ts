@@ -1,12 +1,24 @@
 /**
- * Tools for running programs: signal handlers that run in greenlets.
+ * Tools for running programs: signal handlers that run in greenlets, and
+ * {@linkcode assertSwitches}, which checks that a piece of code lets other greenlets run.
  *
  * @module
  */
 
 import { spawn } from "./greenlet.ts";
-import { _render } from "./hub.ts";
-import { _addSignalListener, _removeSignalListener } from "./_runtime.ts";
+import { _render } from "./_check.ts";
+import { _addSignalListener, _removeSignalListener, _unrefTimer } from "./_runtime.ts";
+import { _addTracer, _DRAIN_END, _DRAIN_START, _TICK } from "./_monitor_state.ts";
+
+export type { ExceptionStream } from "./hub.ts";
+export {
+  formatRunInfo,
+  printRunInfo,
+  type PrintRunInfoOptions,
+  type RunInfoOptions,
+  type SpawnSiteTracking,
+  trackSpawnSites,
+} from "./_runinfo.ts";
 
 /** A handler installed by {@linkcode signalHandler}. */
 export interface SignalHandle {
@@ -71,4 +83,136 @@ export function signalHandler<A extends unknown[]>(
     cancel,
     [Symbol.dispose]: cancel,
   };
+}
+
+/** Options of {@linkcode assertSwitches}. */
+export interface AssertSwitchesOptions {
+  /**
+   * Milliseconds the code may hold the loop between two switches. Without it, the code only
+   * has to switch at least once.
+   */
+  maxBlockingTime?: number;
+  /**
+   * With `maxBlockingTime`: count only the loop's own turns (its run queue, timers, I/O) as
+   * switches, not greenlets handing over to each other through wake-ups (default `false`).
+   */
+  hubOnly?: boolean;
+}
+
+/**
+ * `node:assert`'s AssertionError with `message`, loaded when a check fails: importing it up
+ * front would add several milliseconds to every program's start.
+ */
+async function assertionError(message: string): Promise<Error> {
+  const { AssertionError } = await import("node:assert");
+  return new AssertionError({ message });
+}
+
+/**
+ * Runs `fn()` and checks that it let other code run (gevent's `assert_switches`). Without
+ * `maxBlockingTime`, it fails when nothing switched while `fn` ran: no blocking call, no
+ * greenlet woken or started, no turn of the loop. With it, it fails when the loop was held
+ * for longer than that between two switches (with `hubOnly`, between two turns of the loop
+ * itself). When `fn` throws, that error goes through unchecked, as in gevent.
+ *
+ * A switch is anything the library sees: a blocking call begins, a greenlet starts, wakes or
+ * dies, the loop drains its run queue, or (while waiting) a heartbeat timer fires; awaiting
+ * something outside the library shows as the loop being idle, which is not holding it.
+ *
+ * @typeParam T What `fn` returns.
+ * @param fn The code to check (sync or async).
+ * @param options `maxBlockingTime` in milliseconds, `hubOnly`.
+ * @returns What `fn` returned.
+ * @throws {AssertionError} (as a rejection) `To any greenlet in 123.4 ms (max allowed 50 ms):
+ *   the loop was held for 120.3 ms without a switch` (`To the hub ...` with `hubOnly`).
+ * @throws {TypeError} If `fn` is not a function.
+ * @throws {RangeError} If `maxBlockingTime` is negative or not finite.
+ *
+ * @example
+ * ```ts
+ * import { assertSwitches } from "@x/gevent/util";
+ * import { sleep } from "@x/gevent";
+ * import { AssertionError } from "node:assert";
+ * import assert from "node:assert/strict";
+ *
+ * await assertSwitches(() => sleep(0)); // it switched
+ * await assert.rejects(assertSwitches(() => 1 + 1), AssertionError); // it did not
+ * await assert.rejects(
+ *   assertSwitches(async () => {
+ *     await sleep(0);
+ *     const end = performance.now() + 60;
+ *     while (performance.now() < end); // holds the loop
+ *     await sleep(0);
+ *   }, { maxBlockingTime: 20 }),
+ *   /To any greenlet in .* ms \(max allowed 20 ms\): the loop was held for .* ms/,
+ * );
+ * ```
+ */
+export async function assertSwitches<T>(
+  fn: () => T | PromiseLike<T>,
+  options?: AssertSwitchesOptions,
+): Promise<T> {
+  if (options === undefined) options = {};
+  if (typeof fn !== "function") {
+    throw new TypeError(`'fn' must be a function: current value is ${_render(fn)}`);
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`'options' must be an object: current value is ${_render(options)}`);
+  }
+  const max = options.maxBlockingTime;
+  if (max !== undefined && (typeof max !== "number" || !(max >= 0) || max === Infinity)) {
+    const error = typeof max === "number" ? RangeError : TypeError;
+    throw new error(
+      `'maxBlockingTime' must be a finite, non-negative number of milliseconds: current value is ${
+        _render(max)
+      }`,
+    );
+  }
+  const hubOnly = options.hubOnly === true;
+  const start = performance.now();
+  let last = start;
+  let longest = 0;
+  let switches = 0;
+  const seen = (kind: number): void => {
+    switches++;
+    if (max === undefined) return;
+    if (hubOnly && kind !== _DRAIN_START && kind !== _DRAIN_END && kind !== _TICK) return;
+    const now = performance.now();
+    if (now - last > longest) longest = now - last;
+    last = now;
+  };
+  const remove = _addTracer(seen);
+  // While `fn` waits, the loop is idle, not held: a heartbeat says so.
+  let beat: ReturnType<typeof setInterval> | undefined;
+  if (max !== undefined) {
+    beat = setInterval(() => seen(_TICK), Math.max(1, max / 4));
+    _unrefTimer(beat);
+  }
+  let result: T;
+  try {
+    // A synchronous `fn` is checked without an await, which would let others run.
+    const value = fn();
+    result = value !== null && typeof (value as PromiseLike<T>)?.then === "function"
+      ? await value
+      : value as T;
+  } finally {
+    remove();
+    if (beat !== undefined) clearInterval(beat);
+  }
+  const end = performance.now();
+  const spent = end - start;
+  if (max === undefined) {
+    if (switches === 0) {
+      throw await assertionError(`To any greenlet in ${spent.toFixed(1)} ms: nothing switched`);
+    }
+    return result;
+  }
+  longest = Math.max(longest, end - last);
+  if (longest > max) {
+    throw await assertionError(
+      `${hubOnly ? "To the hub" : "To any greenlet"} in ${spent.toFixed(1)} ms ` +
+        `(max allowed ${max} ms): the loop was held for ${longest.toFixed(1)} ms without a switch`,
+    );
+  }
+  return result;
 }

@@ -1,6 +1,6 @@
 import "./_deadline.ts";
 import assert from "node:assert/strict";
-import { Loop } from "../core.ts";
+import { Loop, SLICE_MS } from "../core.ts";
 
 Deno.test("Loop.runCallback() runs callbacks in FIFO order after the caller yields", async () => {
   const loop = new Loop();
@@ -96,4 +96,32 @@ Deno.test("Loop.now() is cached until updateNow()", () => {
   assert.equal(loop.now(), a);
   loop.updateNow();
   assert.ok(loop.now() > a);
+});
+
+Deno.test("pendingCount counts only what is left when a long run queue is drained in slices", async () => {
+  const loop = new Loop();
+  const n = 3000;
+  let ran = 0;
+  const firstRan = Promise.withResolvers<void>();
+  const lastRan = Promise.withResolvers<void>();
+  loop.runCallback(() => {
+    // Busy for longer than a slice, so that the loop yields to the event loop after a while.
+    const until = performance.now() + 3 * SLICE_MS;
+    while (performance.now() < until) { /* busy */ }
+    ran++;
+    firstRan.resolve();
+  });
+  for (let i = 1; i < n; i++) {
+    loop.runCallback(() => {
+      if (++ran === n) lastRan.resolve();
+    });
+  }
+  assert.equal(loop.pendingCount, n);
+  await firstRan.promise; // resumes between two slices
+  const left = loop.pendingCount;
+  assert.ok(ran > 1 && ran < n, `the first slice ran ${ran} of ${n} callbacks`);
+  assert.equal(left, n - ran);
+  await lastRan.promise;
+  assert.equal(ran, n);
+  assert.equal(loop.pendingCount, 0);
 });

@@ -185,3 +185,41 @@ Deno.test("a join() cut short by kill or Timeout leaves no link behind", async (
   assert.equal(target.hasLinks(), false);
   await target.kill();
 });
+
+Deno.test("a null options bag is rejected with a TypeError naming 'options'", async () => {
+  const named = (e: unknown) =>
+    e instanceof TypeError && e.message === "'options' must be an object: current value is null";
+  await assert.rejects(new Event().wait(null as never), named);
+  await assert.rejects(new AsyncResult().get(null as never), named);
+  await assert.rejects(wait(undefined, null as never), named);
+});
+
+Deno.test("waiters that time out or are aborted no longer count as links", async () => {
+  const ev = new Event();
+  const a = ev.wait({ timeout: 1 });
+  const b = ev.wait({ timeout: 1 });
+  const ac = new AbortController();
+  const c = ev.wait({ signal: ac.signal });
+  const d = ev.wait();
+  assert.equal(ev.linkCount(), 4);
+  assert.deepEqual(await Promise.all([a, b]), [false, false]);
+  assert.equal(ev.linkCount(), 2);
+  ac.abort(new Error("stop"));
+  await assert.rejects(c);
+  assert.equal(ev.linkCount(), 1);
+  ev.set();
+  assert.equal(await d, true);
+  assert.equal(ev.linkCount(), 0);
+});
+
+Deno.test("linkCount() counts rawlinks as well as waiters", async () => {
+  const ev = new Event();
+  const callback = () => {};
+  ev.rawlink(callback);
+  const waiting = ev.wait();
+  assert.equal(ev.linkCount(), 2);
+  ev.unlink(callback);
+  assert.equal(ev.linkCount(), 1);
+  ev.set();
+  assert.equal(await waiting, true);
+});

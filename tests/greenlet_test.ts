@@ -330,7 +330,7 @@ Deno.test("killAll() kills every greenlet; with a timeout it throws Timeout if o
   const error = await killAll([stubborn, obedient], { timeout: 10 }).catch((e) => e);
   assert.ok(error instanceof Timeout);
   assert.match(error.message, /^1 of 2 greenlets did not die within 10 ms of the kill: /);
-  assert.ok(error.message.includes(`${stubborn} (blocked in a blocking call)`), error.message);
+  assert.ok(error.message.includes(`${stubborn} (blocked on Event.wait)`), error.message);
   assert.equal(obedient.dead, true);
   stop.set();
   await stubborn.join();
@@ -577,11 +577,14 @@ Deno.test("gevent's introduction: joinAll(jobs, { timeout }) then the list of va
 });
 
 Deno.test("startLater() and spawnLater() start after the delay", async () => {
-  const t0 = performance.now();
-  const g = spawnLater(20, () => performance.now() - t0);
+  // Order, not elapsed time: a timer due at half the delay fires before the greenlet starts.
+  let halfway = false;
+  const timer = setTimeout(() => halfway = true, 10);
+  const g = spawnLater(20, () => halfway);
   assert.equal(g.started, true);
   await g.join();
-  assert.ok((g.value as number) >= 15);
+  clearTimeout(timer);
+  assert.equal(g.value, true, "started before its delay elapsed");
   const h = new Greenlet(() => "later");
   assert.throws(() => h.startLater(-5), RangeError);
   h.startLater(1);
@@ -746,4 +749,73 @@ Deno.test("isKill() tells kills and timeouts from failures; result() types the v
   const killed = spawn(() => 1);
   await killed.kill();
   await assert.rejects(killed.result(), GreenletExit);
+});
+
+Deno.test("a join() that times out, is aborted or whose caller is killed leaves no link behind", async () => {
+  const never = new Event();
+  const target = spawn(() => never.wait());
+  assert.equal(await target.join({ timeout: 1 }), false);
+  assert.equal(target.hasLinks(), false, "after a timeout");
+  const ac = new AbortController();
+  const reason = new Error("stop");
+  const aborted = target.join({ signal: ac.signal });
+  ac.abort(reason);
+  await assert.rejects(aborted, (e) => e === reason);
+  assert.equal(target.hasLinks(), false, "after an abort");
+  const joiner = spawn(() => target.join());
+  await sleep(0);
+  assert.equal(target.hasLinks(), true);
+  await joiner.kill();
+  assert.equal(target.hasLinks(), false, "after a kill of the joiner");
+  await target.kill();
+  assert.ok(target.dead);
+});
+
+Deno.test("linkValue() and linkException() with a result receiver ignore the other outcome", async () => {
+  const badValue = new AsyncResult();
+  const badError = new AsyncResult();
+  const goodValue = new AsyncResult<number>();
+  const goodError = new AsyncResult();
+  await captureReports(async () => {
+    const bad = spawn(() => {
+      throw new URIError("nope");
+    });
+    const good = spawn(() => 5);
+    bad.linkValue(badValue);
+    bad.linkException(badError);
+    good.linkValue(goodValue);
+    good.linkException(goodError);
+    await joinAll([bad, good]);
+    await sleep(0);
+  });
+  assert.equal(badValue.ready(), false);
+  assert.ok(badError.exception instanceof URIError);
+  assert.equal(await goodValue.get(), 5);
+  assert.equal(goodError.ready(), false);
+});
+
+Deno.test("startLater() of a greenlet already started does nothing", async () => {
+  let runs = 0;
+  const g = spawn(() => ++runs);
+  g.startLater(60_000); // no second start, and no timer left behind (the sanitizer checks)
+  assert.equal(await g.get(), 1);
+  const later = spawnLater(1, () => ++runs);
+  later.startLater(60_000);
+  assert.equal(await later.get(), 2);
+  assert.equal(runs, 2);
+});
+
+Deno.test("isKill() of a killed greenlet is true only for the kill itself", async () => {
+  const verdicts: boolean[] = [];
+  const g = spawn(async () => {
+    try {
+      await sleep(60_000);
+    } catch (error) {
+      verdicts.push(isKill(error), isKill(new Error("another failure")));
+      throw error;
+    }
+  });
+  await sleep(0);
+  await g.kill({ exception: new RangeError("custom kill") });
+  assert.deepEqual(verdicts, [true, false]);
 });

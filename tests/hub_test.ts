@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { getCurrent, joinAll, spawn } from "../greenlet.ts";
 import { BlockingSwitchOutError, getHub, Hub, idle, iwait, LoopExit, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
-import { Timeout } from "../timeout.ts";
+import { Timeout, withTimeout } from "../timeout.ts";
 import { assertSame, assertTimeoutContract } from "./_helpers.ts";
 
 Deno.test("getHub() is a lazy singleton; no run() is needed", () => {
@@ -305,4 +305,83 @@ Deno.test("LoopExit is exported with gevent's message", () => {
   assert.equal(e.name, "LoopExit");
   assert.equal(e.message, "This operation would block forever");
   assert.equal(new BlockingSwitchOutError().name, "BlockingSwitchOutError");
+});
+
+Deno.test("sleep(0) resumes only after every callback queued before it, across slice breaks", async () => {
+  const loop = getHub().loop;
+  const n = 3000;
+  let ran = 0;
+  const earlier = sleep(0); // a yield queued before the callbacks
+  loop.runCallback(() => {
+    // Busy for longer than a slice, so that the loop yields to the event loop after a while.
+    const until = performance.now() + 20;
+    while (performance.now() < until) { /* busy */ }
+    ran++;
+  });
+  for (let i = 1; i < n; i++) loop.runCallback(() => ran++);
+  await sleep(0);
+  assert.equal(ran, n);
+  await earlier;
+});
+
+Deno.test("sleep(0) with an aborted signal rejects with its reason, as sleep(ms) does", async () => {
+  const reason = new Error("stop");
+  const signal = AbortSignal.abort(reason);
+  await assert.rejects(sleep(0, { signal }), (e) => e === reason);
+  await assert.rejects(sleep(5, { signal }), (e) => e === reason);
+});
+
+Deno.test("kill() ends every blocking call a greenlet has in flight, not only the latest", async () => {
+  const first = new Event();
+  const second = new Event();
+  const outcomes: [string, unknown][] = [];
+  const g = spawn(async () => {
+    const a = first.wait();
+    const b = second.wait();
+    a.catch((e) => outcomes.push(["first", e]));
+    await b.catch((e) => {
+      outcomes.push(["second", e]);
+      throw e;
+    });
+  });
+  await sleep(0);
+  assert.equal(first.linkCount() + second.linkCount(), 2);
+  await g.kill();
+  await sleep(0);
+  assert.equal(first.linkCount(), 0);
+  assert.equal(second.linkCount(), 0);
+  assert.deepEqual(outcomes.map(([name]) => name).sort(), ["first", "second"]);
+  for (const [, e] of outcomes) assert.ok(e === g.value, `${e}`);
+});
+
+Deno.test("a Timeout taken by a top-level withTimeout() is not thrown again by the next yield", async () => {
+  const timeout = Timeout.start(5);
+  const later = new Promise<void>((resolve) => setTimeout(resolve, 30)); // fires after the Timeout
+  let caught: unknown;
+  try {
+    await withTimeout(60_000, async () => {
+      await later; // awaiting outside the library: the Timeout is left pending meanwhile
+      await sleep(0); // takes it
+    });
+  } catch (error) {
+    caught = error;
+  }
+  assert.equal(caught, timeout);
+  await sleep(0); // must not throw the same Timeout a second time
+  await sleep(1);
+  timeout.cancel();
+});
+
+Deno.test("wait() with a count above the number of objects returns once all of them are ready", async () => {
+  const a = new Event();
+  const b = new Event();
+  a.set();
+  spawn(() => b.set());
+  const order: string[] = [];
+  const timer = sleep(500).then(() => order.push("timer"));
+  const got = await wait([a, b], { count: 3, timeout: 30_000 });
+  order.push("wait");
+  await timer;
+  assert.deepEqual(got, [a, b]);
+  assert.deepEqual(order, ["wait", "timer"]);
 });

@@ -376,3 +376,34 @@ Deno.test("lock waits with a 2**31 ms timeout do not fire early", async () => {
   }
   lock.release();
 });
+
+Deno.test("a waiter survives the compaction of a wait list emptied by many timeouts", async () => {
+  const sem = new Semaphore(0);
+  const first = sem.acquire();
+  const second = sem.acquire();
+  const timed = Array.from({ length: 40 }, () => sem.acquire({ timeout: 1 }));
+  sem.release(); // to `first`: the wait list now starts after its head
+  assert.equal(await first, true);
+  assert.deepEqual(await Promise.all(timed), timed.map(() => false));
+  assert.equal(sem.waiters, 1);
+  sem.release(); // to `second`, still waiting
+  assert.equal(sem.counter, 0);
+  assert.equal(await second, true);
+});
+
+Deno.test("RLock.acquire({ blocking: false }) never queues, even if the lock is freed at once", async () => {
+  const lock = new RLock();
+  const go = new Semaphore(0);
+  const owner = spawn(async () => {
+    await lock.acquire();
+    await go.acquire();
+    lock.release();
+  });
+  await sleep(0);
+  assert.equal(lock.locked(), true);
+  const attempt = lock.acquire({ blocking: false });
+  go.release();
+  await owner.join();
+  assert.equal(await attempt, false);
+  assert.equal(lock.locked(), false);
+});

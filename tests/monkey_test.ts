@@ -822,3 +822,52 @@ Deno.test("patchDns(), patchSocket() patch only their own area", () => {
     unpatchAll();
   }
 });
+
+Deno.test("importing the core and the networking modules reads none of Deno's lazily loaded globals", async () => {
+  // Deno sets these up on first read: `process` (its Node layer) ~20 ms, `Response` ~10 ms,
+  // `Deno.Command` ~7 ms... A program that only imports the package must not pay for them,
+  // so the patch tables and caches read them when first used. The child process spies on
+  // their getters, then imports the core and the networking entry points.
+  const root = new URL("../", import.meta.url).href;
+  const lazy = [
+    "process",
+    "Response",
+    "Request",
+    "ReadableStream",
+    "WebSocket",
+    "Deno.Command",
+    "Deno.serve",
+    "Deno.upgradeWebSocket",
+  ];
+  const script = `
+    const read = [];
+    const observed = [];
+    for (const name of ${JSON.stringify(lazy)}) {
+      const [holder, key] = name.startsWith("Deno.") ? [Deno, name.slice(5)] : [globalThis, name];
+      const d = Object.getOwnPropertyDescriptor(holder, key);
+      if (d?.get === undefined || !d.configurable) continue;
+      observed.push(name);
+      Object.defineProperty(holder, key, {
+        ...d,
+        get() {
+          read.push(name);
+          return d.get.call(this);
+        },
+      });
+    }
+    const modules = ["core.ts", "greenlet.ts", "socket.ts", "resolver.ts", "server.ts", "http.ts"];
+    for (const m of [...modules, "monkey.ts"]) {
+      await import("${root}" + m);
+    }
+    console.log(JSON.stringify({ observed, read: [...new Set(read)] }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const { observed, read } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.deepEqual(observed, lazy, "a global is no longer a lazy getter: update the test");
+  assert.deepEqual(read, []);
+});

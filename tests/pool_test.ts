@@ -720,3 +720,43 @@ Deno.test("pool waits with a 2**31 ms timeout do not fire early", async (t) => {
   gate.set();
   await pool.join();
 });
+
+Deno.test("a slot freed for a waiting add() is reserved for it", async () => {
+  const pool = new Pool(1);
+  const first = new Greenlet(() => "first"); // never started
+  await pool.add(first);
+  const next = new Greenlet(() => "next");
+  const added = pool.add(next); // waits for the one slot
+  const killed = first.kill(); // the death frees the slot for `next` at once
+  assert.equal(pool.freeCount(), 0, "the freed slot is reserved for the waiting add()");
+  await assert.rejects(pool.add(new Greenlet(() => "late"), { blocking: false }), PoolFull);
+  await killed;
+  await added;
+  assert.equal(pool.size, 1);
+  assert.ok(pool.has(next));
+  next.start();
+  assert.equal(await next.get(), "next");
+});
+
+Deno.test("Pool.add() of a greenlet already in the full pool resolves at once", async () => {
+  const pool = new Pool(1);
+  const go = new Event();
+  const member = await pool.spawn(() => go.wait());
+  await pool.add(member, { blocking: false });
+  await pool.add(member);
+  assert.equal(pool.size, 1);
+  go.set();
+  assert.equal(await pool.join(), true);
+});
+
+Deno.test("Group.discard() removes the group's link from the greenlet", async () => {
+  const group = new Group();
+  const go = new Event();
+  const g = group.spawn(() => go.wait());
+  assert.equal(g.hasLinks(), true);
+  group.discard(g);
+  assert.equal(g.hasLinks(), false);
+  assert.equal(group.has(g), false);
+  go.set();
+  assert.equal(await g.join(), true);
+});

@@ -591,3 +591,46 @@ Deno.test("Queue: a getter killed before its hand-over takes no item", async () 
   await getter.kill(); // ...which is killed before the hand-over
   assert.equal(q.getNowait(), "x");
 });
+
+Deno.test("an item put after a get() timed out goes to the getter still waiting", async () => {
+  const q = new Queue<string>();
+  const early = q.get({ timeout: 1 });
+  const late = q.get({ timeout: 60_000 });
+  await assert.rejects(early, Empty);
+  assert.equal(q.getters, 1);
+  await q.put("x");
+  assert.equal(await late, "x");
+  assert.equal(q.qsize(), 0);
+});
+
+Deno.test("a get() does not overtake a getter already waiting for the item just put", async () => {
+  const q = new Queue<string>();
+  const first = q.get();
+  q.putNowait("a"); // handed to `first` on the next turn
+  const second = q.get();
+  q.putNowait("b");
+  assert.deepEqual(await Promise.all([first, second]), ["a", "b"]);
+});
+
+Deno.test("PriorityQueue gives back any mix of items in sorted order", async () => {
+  let seed = 1;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) % 100;
+  for (let round = 0; round < 200; round++) {
+    const items = Array.from({ length: 3 + (round % 13) }, random);
+    const q = new PriorityQueue<number>();
+    for (const item of items) await q.put(item);
+    const out: number[] = [];
+    while (!q.empty()) out.push(await q.get());
+    assert.deepEqual(out, [...items].sort((a, b) => a - b), `items put: ${items}`);
+  }
+});
+
+Deno.test("a Queue keeps FIFO order when its buffer grows after wrapping around", () => {
+  const q = new Queue<number>();
+  const out: number[] = [];
+  for (let i = 0; i < 10; i++) q.putNowait(i);
+  for (let i = 0; i < 5; i++) out.push(q.getNowait());
+  for (let i = 10; i < 40; i++) q.putNowait(i);
+  while (!q.empty()) out.push(q.getNowait());
+  assert.deepEqual(out, Array.from({ length: 40 }, (_, i) => i));
+});

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { getHub, sleep } from "../hub.ts";
 import { GreenletExit, joinAll, killAll, spawn } from "../greenlet.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
-import { GaiError, getResolver, Resolver } from "../resolver.ts";
+import { GaiError, getResolver, Resolver, type ResolverOptions } from "../resolver.ts";
 import * as socket from "../socket.ts";
 import { _deno } from "../_platform.ts";
 import { assertTimeoutContract, captureReports } from "./_helpers.ts";
@@ -19,8 +19,7 @@ const SEED: Record<string, { A: string[] }> = {
 async function withServer(
   options: DnsServerOptions,
   fn: (server: DnsServer, resolver: Resolver) => Promise<void>,
-  resolverOptions: { timeout?: number; tries?: number; cache?: boolean; maxConcurrent?: number } =
-    {},
+  resolverOptions: ResolverOptions = {},
 ): Promise<void> {
   await using server = await startDnsServer({ records: SEED, ...options });
   const resolver = new Resolver({ nameservers: [server.nameserver], ...resolverOptions });
@@ -186,6 +185,80 @@ Deno.test("the cache answers repeated lookups without a query", async () => {
     ]);
     assert.equal(server.queries, 1);
   }, { cache: true });
+});
+
+/**
+ * Runs `fn` with `performance.now()` (the resolver cache's clock) moved forward by what
+ * `fn` passes to `advance(ms)`, so that entries expire without waiting.
+ */
+async function withClock(fn: (advance: (ms: number) => void) => Promise<void>): Promise<void> {
+  const real = performance.now.bind(performance);
+  let skew = 0;
+  Object.defineProperty(performance, "now", {
+    value: () => real() + skew,
+    configurable: true,
+    writable: true,
+  });
+  try {
+    await fn((ms) => skew += ms);
+  } finally {
+    delete (performance as unknown as Record<string, unknown>).now; // the prototype's again
+  }
+}
+
+Deno.test("the cache reuses an answer within its ttl and asks again after it", async () => {
+  await withClock(async (advance) => {
+    await withServer({}, async (server, resolver) => {
+      assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+      assert.equal(server.queries, 1);
+      advance(9_000);
+      assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+      assert.equal(server.queries, 1, "asked again within the ttl");
+      advance(2_000); // 11 s after the answer: past the ttl of 10 s
+      assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+      assert.equal(server.queries, 2, "the expired answer was reused");
+      assert.equal(await resolver.gethostbyname("www.google.com"), "74.125.79.106");
+      assert.equal(server.queries, 2, "the new answer is cached in turn");
+    }, { cache: { ttl: 10_000 } });
+  });
+});
+
+Deno.test("the cache keeps at most maxSize answers: the oldest is evicted first", async () => {
+  await withServer({}, async (server, resolver) => {
+    const [a, b, c] = Object.keys(SEED);
+    await resolver.gethostbyname(a);
+    await resolver.gethostbyname(b);
+    assert.equal(server.queries, 2);
+    await resolver.gethostbyname(c); // a third answer: `a`, the oldest, goes
+    assert.equal(server.queries, 3);
+    assert.equal(await resolver.gethostbyname(b), SEED[b].A[0]);
+    assert.equal(await resolver.gethostbyname(c), SEED[c].A[0]);
+    assert.equal(server.queries, 3, "b or c was evicted instead of the oldest");
+    assert.equal(await resolver.gethostbyname(a), SEED[a].A[0]);
+    assert.equal(server.queries, 4, "a was still cached");
+    assert.deepEqual(server.asked, [a, b, c, a]);
+  }, { cache: { maxSize: 2 } });
+});
+
+Deno.test("a silent or down first name server fails over to the second", async (t) => {
+  await using good = await startDnsServer({ records: SEED });
+  const check = async (first: { ipAddr: string; port: number }): Promise<void> => {
+    const before = good.queries;
+    using resolver = new Resolver({ nameservers: [first, good.nameserver], timeout: 50, tries: 2 });
+    assert.equal(await resolver.gethostbyname("www.python.org"), "82.94.164.162");
+    assert.equal(good.queries - before, 1);
+  };
+  await t.step("silent", async () => {
+    await using silent = await startDnsServer({ silent: true });
+    await check(silent.nameserver);
+    assert.equal(silent.queries, 1, "the first server was not asked first");
+  });
+  await t.step("down (nothing listens on its port)", async () => {
+    const gone = await startDnsServer();
+    const address = { ...gone.nameserver };
+    await gone.close();
+    await check(address);
+  });
 });
 
 Deno.test("getaddrinfo() returns IPv4 and IPv6 entries for both socket types", async () => {

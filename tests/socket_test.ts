@@ -113,6 +113,40 @@ Deno.test("recv() interrupted by a Timeout loses no bytes", async () => {
   assert.equal(text(await client.recv(100)), "after the timeout");
 });
 
+Deno.test("bytes that land after an interrupted recv(), while nobody reads, wait for the next recv()", async () => {
+  using server = listen(["127.0.0.1", 0]);
+  const raw = await Deno.connect({ hostname: "127.0.0.1", port: server.getsockname()[1] });
+  // The socket's reads go through this wrapper, which says when one has completed: so the
+  // test knows the bytes are in the socket's buffer before it asks for them.
+  let landed = Promise.withResolvers<void>();
+  const conn = new Proxy(raw, {
+    get(target, key) {
+      if (key === "read") {
+        return (buf: Uint8Array) => {
+          const read = target.read(buf);
+          read.then(() => landed.resolve(), () => landed.resolve());
+          return read;
+        };
+      }
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  using client = new Socket(conn);
+  const [peer] = await server.accept();
+  using _p = peer;
+  const ctl = new AbortController();
+  const pending = client.recv(100, { signal: ctl.signal }); // starts a read
+  ctl.abort(new Error("stop waiting"));
+  await assert.rejects(pending, /stop waiting/);
+  landed = Promise.withResolvers<void>();
+  await peer.sendall(enc.encode("landed meanwhile"));
+  await landed.promise; // the read that recv() started has the bytes; nobody is reading
+  await Promise.resolve(); // the socket's own callback on that read runs after ours
+  // `timeout: 0` does not wait: the bytes must already be buffered.
+  assert.equal(text(await client.recv(100, { timeout: 0 })), "landed meanwhile");
+});
+
 Deno.test("recv() interrupted by the socket timeout throws SocketTimeout and loses no bytes", async () => {
   const [client, peer] = await pair();
   using _c = client;

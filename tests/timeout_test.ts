@@ -228,3 +228,14 @@ Deno.test("withTimeout() never returns a value that arrived after its timeout fi
     assert.equal(await result, "timed out", settle);
   }
 });
+
+Deno.test("a Timeout(0) cancelled and started again fires only from its new start", async () => {
+  const timeout = new Timeout(0);
+  timeout.start();
+  timeout.cancel();
+  const seen: boolean[] = [];
+  spawn(() => seen.push(timeout.pending)); // runs between the two starts' turns
+  timeout.start();
+  await assert.rejects(new Event().wait(), (e) => e === timeout);
+  assert.deepEqual(seen, [true]);
+});
