@@ -634,9 +634,8 @@ function table(rows: ResultRow[], allocOnly = false): string {
 }
 
 async function parent(opts: Options): Promise<void> {
-  const log = (text: string) => {
-    if (!opts.json) console.error(text);
-  };
+  // Progress goes to stderr, with --json too (the JSON alone is on stdout).
+  const log = (text: string) => console.error(text);
   const geventNote = await geventProbe(opts);
   const reference = await referenceFigures(opts.anchors);
   if (geventNote !== undefined) {

@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-run --allow-env --allow-sys --allow-net=127.0.0.1 \
- *   bench/drivers_compare.ts [--rounds=15] [--ops=2000] [--reps=15] [--drivers=pg,redis]
+ *   bench/drivers_compare.ts [--rounds=15] [--ops=2000] [--reps=15] [--drivers=pg,redis] [--json]
  * ```
  *
  * (also `deno task bench:drivers`). Two tables:
@@ -46,6 +46,9 @@
  * which postgres.js 3.4.9 never settles `sql.end()` (porsager/postgres#1097): it is closed
  * with `sql.end({ timeout: 1 })`, and every close is bounded.
  *
+ * `--json` prints one JSON object instead of the tables (what `bench/report.ts` reads; the
+ * tables go to stderr): both tables' medians, ratios and samples, and the anomalies.
+ *
  * @module
  */
 
@@ -69,6 +72,9 @@ const OPS = option("ops", 2000);
 const REPS = option("reps", 15);
 /** `--drivers=pg,redis`: only these (default: all four). */
 const ONLY = Deno.args.find((a) => a.startsWith("--drivers="))?.slice(10).split(",");
+const JSON_MODE = Deno.args.includes("--json");
+/** The tables go to stdout, or to stderr when `--json` is given. */
+const say = JSON_MODE ? console.error : console.log;
 /** Seconds a slow call lasts on the server unless cut off. */
 const SLOW = 10;
 /** The `withTimeout` deadline, in milliseconds. */
@@ -396,7 +402,7 @@ async function killAndTimeout(d: Driver): Promise<KillRow> {
 
 const started = performance.now();
 const [load1] = Deno.loadavg();
-console.log(
+say(
   `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, load ${load1.toFixed(2)}; ` +
     `${ROUNDS} rounds x ${OPS} ops, ${REPS} kills and timeouts per driver`,
 );
@@ -406,39 +412,67 @@ try {
   const killRows: KillRow[] = [];
   for (const d of drivers) killRows.push(await killAndTimeout(d));
 
+  if (JSON_MODE) {
+    const stats = (xs: number[]) => ({ median: median(xs), min: min(xs), max: max(xs) });
+    console.log(JSON.stringify({
+      rounds: ROUNDS,
+      ops: OPS,
+      reps: REPS,
+      deadline: DEADLINE,
+      unit: "ms",
+      overhead: overheadRows.map(({ d, off, on }) => ({
+        driver: d.name,
+        call: d.opText,
+        unpatched: stats(off.map((s) => s.wall)),
+        patched: stats(on.map((s) => s.wall)),
+        ratio: median(on.map((s) => s.wall)) / median(off.map((s) => s.wall)),
+        paired: median(on.map((s, r) => s.wall / off[r].wall)),
+        cpuRatio: median(on.map((s) => s.cpu)) / median(off.map((s) => s.cpu)),
+      })),
+      kill: killRows.map((r) => ({
+        driver: r.d.name,
+        slowCall: r.d.slowText,
+        killDead: stats(r.killDead),
+        killFree: stats(r.killFree),
+        timeoutValue: stats(r.timeoutValue),
+        timeoutFree: stats(r.timeoutFree),
+      })),
+      anomalies: [...anomalies].map(([what, count]) => ({ what, count })),
+    }));
+  }
   const fmt = (x: number, digits = 0): string => Number.isNaN(x) ? "n/a" : x.toFixed(digits);
   const spread = (xs: number[]): string => `${fmt(median(xs))} (${fmt(min(xs))}-${fmt(max(xs))})`;
-  console.log(
+  say(
     `\n### Overhead: ${OPS} sequential calls in one greenlet, ms per batch, median (min-max)\n`,
   );
-  console.log("| driver | call | unpatched | patched | ratio | paired | CPU ratio |");
-  console.log("|---|---|---:|---:|---:|---:|---:|");
+  say("| driver | call | unpatched | patched | ratio | paired | CPU ratio |");
+  say("|---|---|---:|---:|---:|---:|---:|");
   for (const { d, off, on } of overheadRows) {
     const wall = median(on.map((s) => s.wall)) / median(off.map((s) => s.wall));
     const paired = median(on.map((s, r) => s.wall / off[r].wall));
     const cpu = median(on.map((s) => s.cpu)) / median(off.map((s) => s.cpu));
-    console.log(
+    say(
       `| ${d.name} | ${d.opText} | ${spread(off.map((s) => s.wall))} | ` +
         `${spread(on.map((s) => s.wall))} | ${wall.toFixed(3)} | ${paired.toFixed(3)} | ` +
         `${cpu.toFixed(3)} |`,
     );
   }
   const cell = (xs: number[]): string => `${fmt(median(xs), 1)} (${fmt(max(xs), 1)})`;
-  console.log(
+  say(
     `\n### Patched, shared client: ms, median (max) of ${REPS}\n`,
   );
-  console.log(
+  say(
     `| driver | slow call | kill → dead | kill → server free | withTimeout(${DEADLINE}) → value ` +
       "| withTimeout → server free |",
   );
-  console.log("|---|---|---:|---:|---:|---:|");
+  say("|---|---|---:|---:|---:|---:|");
   for (const r of killRows) {
-    console.log(
+    say(
       `| ${r.d.name} | ${r.d.slowText} | ${cell(r.killDead)} | ${cell(r.killFree)} | ` +
         `${cell(r.timeoutValue)} | ${cell(r.timeoutFree)} |`,
     );
   }
-  console.log(
+  say(
     anomalies.size === 0
       ? "\nNo anomalies."
       : `\nAnomalies:\n${[...anomalies].map(([what, n]) => `- ${what} (x${n})`).join("\n")}`,
@@ -447,5 +481,5 @@ try {
   await pgMonitor.end();
   await redisMonitor.quit();
   await Promise.all([pgServer.stop(), redisServer.stop()]);
-  console.log(`Total ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  say(`Total ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -6,7 +6,7 @@
  *
  * ```sh
  * deno run -A bench/echo_compare.ts [--runs=5] [--clients=50] [--rounds=2000] [--no-gevent]
- *   [--baseline=DIR]
+ *   [--baseline=DIR] [--json]
  * ```
  *
  * Every measurement runs in a fresh process (`--child lib|raw`), after a warm-up of a tenth
@@ -19,6 +19,11 @@
  * `--baseline=DIR` adds another copy of the library (a checkout of an earlier commit, say
  * `git archive HEAD | tar -x -C DIR`) to the same interleaved runs, so a change is measured
  * before and after in one run: its row and its ratio to raw Deno are printed as well.
+ *
+ * `--json` prints one JSON object instead of the table (what `bench/report.ts` reads): the
+ * samples and medians in round trips per second of `lib`, `raw`, `gevent` (and `baseline`),
+ * `gevent.source` (`measured`, `results.json` or absent) and the ratios `vsRaw` (lib / raw)
+ * and `vsGevent` (lib / gevent).
  *
  * @module
  */
@@ -259,6 +264,30 @@ async function main(): Promise<void> {
   }
   const l = median(lib.values);
   const r = median(raw.values);
+  if (Deno.args.includes("--json")) {
+    const measured = gev.values.length > 0 && gev.note === undefined;
+    const cell = (f: Figures) =>
+      f.values.length === 0 ? undefined : { median: median(f.values), values: f.values };
+    const g = gev.values.length > 0 ? median(gev.values) : undefined;
+    console.log(JSON.stringify({
+      clients,
+      rounds,
+      size: SIZE,
+      runs,
+      unit: "round trips/s",
+      lib: cell(lib),
+      raw: cell(raw),
+      baseline: baselineDir === undefined ? undefined : { dir: baselineDir, ...cell(base) },
+      gevent: {
+        ...cell(gev),
+        source: gev.values.length === 0 ? undefined : measured ? "measured" : "results.json",
+        note: gev.note,
+      },
+      vsRaw: l / r,
+      vsGevent: g === undefined ? undefined : l / g,
+    }));
+    return;
+  }
   console.log(`TCP echo: ${clients} clients x ${rounds} round trips of ${SIZE} bytes, one process`);
   console.log(`median of ${runs} runs (lowest-highest), round trips per second\n`);
   console.log(`| implementation | round trips/s |`);

@@ -9,7 +9,7 @@
  * - `Deno.resolveDns`: an `A` query with an explicit `nameServer` (so both sides send it).
  *
  * ```sh
- * deno run -A bench/monkey_compare.ts [--rounds=150] [--http=100] [--echo=1000] [--dns=50]
+ * deno run -A bench/monkey_compare.ts [--rounds=150] [--http=100] [--echo=1000] [--dns=50] [--json]
  * ```
  *
  * Loopback timings on a shared machine vary by 10-20% from one run to the next, far more
@@ -22,6 +22,9 @@
  * Deno's own cost of a cancellable fetch (a cancel handle and a dependent signal per request)
  * is most of the patched fetch's overhead on loopback. The control row runs the original against itself
  * the same way: its distance from 1.000 is the noise of the measurement.
+ *
+ * `--json` prints one JSON object instead of the table (what `bench/report.ts` reads): per row
+ * the medians in microseconds per operation and the ratio patched / original, wall and CPU.
  *
  * @module
  */
@@ -41,6 +44,9 @@ const ROUNDS = option("rounds", 150);
 const HTTP_N = option("http", 100);
 const ECHO_N = option("echo", 1000);
 const DNS_N = option("dns", 50);
+const JSON_MODE = Deno.args.includes("--json");
+/** The table goes to stdout, or to stderr (as progress) when `--json` is given. */
+const say = JSON_MODE ? console.error : console.log;
 
 /** Wall-clock and CPU (user + system, server side included) microseconds per operation. */
 interface Sample {
@@ -136,12 +142,19 @@ const rows: [string, Work, Work | undefined, number][] = [
   ["Deno.resolveDns A (nameServer)", dnsWork, dnsWork, DNS_N],
 ];
 
-console.log(`${ROUNDS} rounds of alternating batches (median), one greenlet per batch`);
-console.log(
+say(`${ROUNDS} rounds of alternating batches (median), one greenlet per batch`);
+say(
   `${"workload".padEnd(31)} ${"wall us/op: original".padStart(21)} ${"patched".padStart(8)} ${
     "ratio".padStart(6)
   }  ${"cpu us/op: original".padStart(19)} ${"patched".padStart(8)} ${"ratio".padStart(6)}`,
 );
+const results: {
+  name: string;
+  ops: number;
+  control: boolean;
+  wall: { original: number; patched: number; ratio: number };
+  cpu: { original: number; patched: number; ratio: number };
+}[] = [];
 try {
   for (const [name, work, patchedWork, n] of rows) {
     const patchAllIf = (): void => patchedWork === undefined ? undefined : patchAll();
@@ -170,7 +183,22 @@ try {
         (p / o).toFixed(3).padStart(6)
       }`;
     };
-    console.log(`${name.padEnd(31)} ${cells("wall", 21)}  ${cells("cpu", 19)}`);
+    say(`${name.padEnd(31)} ${cells("wall", 21)}  ${cells("cpu", 19)}`);
+    const figures = (key: keyof Sample) => {
+      const o = median(original.map((x) => x[key]));
+      const p = median(patched.map((x) => x[key]));
+      return { original: o, patched: p, ratio: p / o };
+    };
+    results.push({
+      name: name.trim(),
+      ops: n,
+      control: patchedWork === undefined,
+      wall: figures("wall"),
+      cpu: figures("cpu"),
+    });
+  }
+  if (JSON_MODE) {
+    console.log(JSON.stringify({ rounds: ROUNDS, unit: "us/op", rows: results }));
   }
 } finally {
   await http.close();
