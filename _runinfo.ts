@@ -6,7 +6,7 @@
  */
 
 import { _checkBag } from "./_check.ts";
-import { _liveGreenlets, _trackSpawnSites, getCurrent, Greenlet } from "./greenlet.ts";
+import { _liveGreenlets, _spawnSites, getCurrent, Greenlet } from "./greenlet.ts";
 import { _describeWait, type _Flow, _root, _setRunInfo, type ExceptionStream } from "./hub.ts";
 import { _writeStderr } from "./_runtime.ts";
 
@@ -228,12 +228,12 @@ let tracking = 0;
  */
 export function trackSpawnSites(): SpawnSiteTracking {
   tracking++;
-  _trackSpawnSites(true);
+  _spawnSites.tracked = true;
   let active = true;
   const stop = (): void => {
     if (!active) return;
     active = false;
-    if (--tracking === 0) _trackSpawnSites(false);
+    if (--tracking === 0) _spawnSites.tracked = false;
   };
   return { stop, [Symbol.dispose]: stop };
 }

@@ -300,7 +300,7 @@ export class Greenlet<T = unknown> extends _Flow {
     this._args = args.length === 0 ? NO_ARGS : args;
     const parent = _current();
     this.parent = parent instanceof Greenlet ? parent : undefined;
-    if (trackingSites) this._site = new Error("spawned");
+    if (_spawnSites.tracked) this._site = new Error("spawned");
     const otel = otelContext();
     if (otel !== undefined) this._trace = otel.active();
   }
@@ -731,12 +731,8 @@ export function _liveGreenlets(): Greenlet<unknown>[] {
   return _liveFlows() as Greenlet<unknown>[];
 }
 
-let trackingSites = false;
-
-/** @ignore Turns the capture of spawn sites on or off (`Hub.trackSpawnSites`). */
-export function _trackSpawnSites(on: boolean): void {
-  trackingSites = on;
-}
+/** @ignore Whether greenlets record their spawn site (run-info; see `trackSpawnSites()`). */
+export const _spawnSites: { tracked: boolean } = { tracked: false };
 
 /** Marks a kill being delivered, before its grace timer is known (see `_deliverKill`). */
 const LANDING = 0 as unknown as ReturnType<typeof setTimeout>;

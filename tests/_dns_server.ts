@@ -80,6 +80,8 @@ export interface DnsServer {
   nameserver: { ipAddr: string; port: number };
   /** How many queries arrived (a query for A and one for AAAA count as two). */
   queries: number;
+  /** The most queries received and not yet answered at one time (how much lookups overlapped). */
+  maxInFlight: number;
   /** The names asked, in arrival order. */
   asked: string[];
   /** Resolves with the name of the next query that arrives. */
@@ -132,6 +134,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
   const server: DnsServer = {
     nameserver: { ipAddr: "127.0.0.1", port: 0 },
     queries: 0,
+    maxInFlight: 0,
     asked: [],
     latency: options.latency ?? 0,
     silent: options.silent ?? false,
@@ -157,6 +160,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     },
   };
 
+  let inFlight = 0;
   socket.on("message", (msg: Uint8Array, rinfo: { port: number; address: string }) => {
     let query: dnsPacket.Packet;
     try {
@@ -169,6 +173,8 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     const name = question.name.toLowerCase().replace(/\.$/, "");
     server.queries++;
     server.asked.push(name);
+    inFlight++;
+    if (inFlight > server.maxInFlight) server.maxInFlight = inFlight;
     const ws = waiting;
     waiting = [];
     for (const w of ws) w(name);
@@ -191,6 +197,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
       })) as dnsPacket.Answer[],
     });
     const send = (): void => {
+      inFlight--;
       if (!closed) socket.send(reply, rinfo.port, rinfo.address);
     };
     if (heldNames.has(name)) {

@@ -20,7 +20,7 @@ import { getCurrent, type Greenlet, GreenletExit, joinAll, spawn } from "../gree
 import { sleep } from "../hub.ts";
 import { Timeout, withTimeout } from "../timeout.ts";
 import { patchAll, unpatchAll } from "../monkey.ts";
-import { captureReports } from "./_helpers.ts";
+import { captureReports, firstOf } from "./_helpers.ts";
 import { startPostgres, startRedis, waitFor } from "./_db_servers.ts";
 
 const [pgServer, redisServer] = await Promise.all([startPostgres(), startRedis()]);
@@ -163,10 +163,10 @@ async function killDuringSlowCall(d: Driver, slow: () => Promise<unknown>): Prom
     }
   });
   await waitFor(async () => await d.busy() === 1, { timeout: 5000, message: "the slow call" });
-  const t0 = performance.now();
-  const reports = await captureReports(() => g.kill());
-  const took = performance.now() - t0;
-  assert.ok(took < PROMPT, `kill() took ${took} ms`);
+  // Order: the kill ends before a timer due at PROMPT (the slow call runs far longer).
+  const reports = await captureReports(async () => {
+    assert.notEqual(await firstOf(g.kill(), PROMPT), "timer", "kill() waited for the slow call");
+  });
   assert.equal(g.dead, true);
   assert.equal(after, false, "the code after the call ran");
   assert.equal(finallyRan, true, "the finally block did not run");
@@ -181,13 +181,16 @@ for (const d of drivers) {
     const client = await d.open(); // outside every greenlet, shared by all of them
     try {
       await t.step("withTimeout(200) returns timeoutValue; the server stops", async () => {
-        const t0 = performance.now();
-        const value = await spawn(() =>
-          withTimeout(200, () => client.slow(), { timeoutValue: "too slow" })
-        ).get();
-        const took = performance.now() - t0;
+        // Order: after a timer due at half the deadline, before one due at PROMPT.
+        let halfway = false;
+        const timer = setTimeout(() => halfway = true, 100);
+        const value = await firstOf(
+          spawn(() => withTimeout(200, () => client.slow(), { timeoutValue: "too slow" })).get(),
+          PROMPT,
+        );
+        clearTimeout(timer);
         assert.equal(value, "too slow");
-        assert.ok(took >= 190 && took < PROMPT, `withTimeout took ${took} ms`);
+        assert.equal(halfway, true, "withTimeout returned before its deadline");
         await idle(d);
       });
       await t.step("withTimeout(200) without a value rejects with its Timeout", async () => {
@@ -348,9 +351,7 @@ Deno.test("node-redis: a greenlet killed in connect()'s retry loop ends", async 
   });
   await waitFor(() => connecting !== undefined, { timeout: 1000 });
   await sleep(60); // a few refused attempts
-  const t0 = performance.now();
-  await g.kill();
-  assert.ok(performance.now() - t0 < PROMPT);
+  assert.notEqual(await firstOf(g.kill(), PROMPT), "timer", "kill() waited for the retries");
   assert.ok(g.dead && g.value instanceof GreenletExit, String(g.exception ?? g.value));
   // The driver's own loop stops at its next attempt: connect() rejects.
   await assert.rejects(connecting!);

@@ -819,3 +819,16 @@ Deno.test("isKill() of a killed greenlet is true only for the kill itself", asyn
   await g.kill({ exception: new RangeError("custom kill") });
   assert.deepEqual(verdicts, [true, false]);
 });
+
+Deno.test("kill() of the current greenlet returns; the kill meets its next blocking call", async () => {
+  const log: string[] = [];
+  const g = spawn(async () => {
+    await getCurrent()!.kill();
+    log.push("kill() returned");
+    await sleep(0);
+    log.push("unreachable");
+  });
+  await g.join();
+  assert.deepEqual(log, ["kill() returned"]);
+  assert.ok(g.value instanceof GreenletExit);
+});

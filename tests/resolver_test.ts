@@ -48,21 +48,17 @@ Deno.test("gevent's introduction: concurrent lookups return its addresses", asyn
   });
 });
 
-Deno.test("3 lookups run concurrently take less than half the time of 3 sequential ones", async () => {
-  await withServer({ latency: 100 }, async () => {
+Deno.test("3 lookups run concurrently are all at the server at once; sequential ones never", async () => {
+  await withServer({ latency: 100 }, async (server) => {
     const urls = Object.keys(SEED);
-    let t0 = performance.now();
     const jobs = urls.map((url) => spawn(socket.gethostbyname, url));
     await joinAll(jobs, { timeout: 2000 });
-    const concurrent = performance.now() - t0;
     assert.ok(jobs.every((job) => job.successful() && typeof job.value === "string"));
-    t0 = performance.now();
+    // Overlap as an event count, not elapsed time: every query was unanswered at one moment.
+    assert.equal(server.maxInFlight, urls.length);
+    server.maxInFlight = 0;
     for (const url of urls) await socket.gethostbyname(url);
-    const sequential = performance.now() - t0;
-    assert.ok(
-      concurrent < sequential / 2,
-      `concurrent ${concurrent.toFixed(0)} ms, sequential ${sequential.toFixed(0)} ms`,
-    );
+    assert.equal(server.maxInFlight, 1);
   });
 });
 
@@ -126,9 +122,7 @@ Deno.test("an empty host is EAI_NONAME and a non-string host a TypeError, as rej
 
 Deno.test("a silent name server gives EAI_AGAIN after tries x timeout", async () => {
   await withServer({ silent: true }, async (server, resolver) => {
-    const t0 = performance.now();
     const err = await resolver.gethostbyname("www.google.com").catch((e) => e);
-    assert.ok(performance.now() - t0 >= 2 * 40, "gave up before two tries of 50 ms");
     assert.ok(err instanceof GaiError, String(err));
     assert.equal(err.code, "EAI_AGAIN");
     assert.equal(server.queries, 2);
@@ -326,10 +320,9 @@ Deno.test("kill() interrupts getaddrinfo() at once while one family has answered
         const g = spawn(socket.getaddrinfo, "dual.test", 80);
         assert.equal(await queries.ended[fast], "answered");
         await sleep(0); // the answer has reached getaddrinfo()
-        const t0 = performance.now();
         await g.kill();
         assert.ok(g.value instanceof GreenletExit, `the kill was lost: ${Deno.inspect(g.value)}`);
-        assert.ok(performance.now() - t0 < 150, "the kill waited for the other family's answer");
+        // Had the kill waited for the other family's answer, that query would have "answered".
         assert.notEqual(await queries.ended[slow], "answered", "the other query was not stopped");
       });
     });
@@ -338,9 +331,8 @@ Deno.test("kill() interrupts getaddrinfo() at once while one family has answered
     await withServer({ records: DUAL, latencyByType: { A: 300, AAAA: 300 } }, async (server) => {
       const jobs = [1, 2, 3].map(() => spawn(socket.getaddrinfo, "dual.test", 80));
       while (server.queries < 2) await server.nextQuery(); // one A, one AAAA: shared by all
-      const t0 = performance.now();
       await killAll(jobs, { timeout: 1000 });
-      assert.ok(performance.now() - t0 < 150, "killAll() waited for the answers");
+      // Had killAll() waited for the answers, the lookups would have returned addresses.
       assert.ok(jobs.every((g) => g.value instanceof GreenletExit));
       assert.equal(server.queries, 2);
     });
@@ -365,10 +357,9 @@ Deno.test("a Timeout interrupts getaddrinfo() at once while one family has answe
   await withServer({ records: DUAL, latencyByType: { AAAA: 300 } }, async () => {
     {
       using queries = watchQueries();
-      const t0 = performance.now();
       const err = await withTimeout(100, () => socket.getaddrinfo("dual.test", 80)).catch((e) => e);
       assert.ok(err instanceof Timeout, `the Timeout was lost: ${Deno.inspect(err)}`);
-      assert.ok(performance.now() - t0 < 250, "the Timeout waited for the AAAA answer");
+      // Had the Timeout waited for the AAAA answer, that query would have "answered".
       assert.notEqual(await queries.ended.AAAA, "answered", "the AAAA query was not stopped");
     }
     const g = spawn(() =>
@@ -644,20 +635,18 @@ Deno.test("a per-try timeout of 2^31 ms or more is not cut short", async () => {
 
 Deno.test("1,000 concurrent lookups complete without error and overlap", async () => {
   await withServer({ synthetic: true, latency: 50 }, async (server) => {
-    const t0 = performance.now();
     const jobs = Array.from(
       { length: 1000 },
       (_, i) => spawn(socket.gethostbyname, `host${i}.test`),
     );
     await joinAll(jobs, { timeout: 10_000 });
-    const elapsed = performance.now() - t0;
     assert.ok(
       jobs.every((j) => j.successful()),
       String(jobs.find((j) => !j.successful())?.exception),
     );
     assert.equal(jobs[258].value, "10.0.1.2");
     assert.equal(server.queries, 1000);
-    // Sequentially this would take 1000 x 50 ms; concurrently, a small multiple of 50 ms.
-    assert.ok(elapsed < 1000 * 50 / 10, `took ${elapsed.toFixed(0)} ms`);
+    // Overlap as an event count: sequential lookups would never have two queries unanswered.
+    assert.ok(server.maxInFlight >= 100, `at most ${server.maxInFlight} queries overlapped`);
   }, { timeout: 5000 });
 });

@@ -382,7 +382,7 @@ Deno.test("formatRunInfo() counts the other blocking calls a greenlet has in fli
   const g = spawn(() => Promise.all([a.wait(), b.wait()]));
   await sleep(0);
   const text = formatRunInfo();
-  assert.match(text, /blocked for \d+ ms on Event\.wait \(and 1 more blocking call\)/, text);
+  assert.match(text, /blocked for [\d.]+ m?s on Event\.wait \(and 1 more blocking call\)/, text);
   a.set();
   b.set();
   assert.equal(await g.join(), true);

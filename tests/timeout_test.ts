@@ -203,10 +203,9 @@ Deno.test("withTimeout() settles at the deadline when fn awaits what it cannot i
       const run = async <R>(fn: () => Promise<R>): Promise<R> =>
         where === "top level" ? await fn() : await spawn(fn).get() as R;
       const stuck = foreign<string>();
-      const t0 = performance.now();
+      // `stuck` is never settled: reaching the next line shows withTimeout did not wait for fn.
       const value = await run(() => withTimeout(30, () => stuck.promise, { timeoutValue: "tv" }));
       assert.equal(value, "tv");
-      assert.ok(performance.now() - t0 < 1000, "it waited for fn");
       const other = foreign<string>();
       const outcome = await run(() => withTimeout(30, () => other.promise).catch((e) => e));
       assert.ok(outcome instanceof Timeout, String(outcome));
