@@ -120,8 +120,8 @@ async function holdOf(
 ): Promise<Hold> {
   const bad = _badWaitOptions(options);
   if (bad !== undefined) throw bad;
-  const { timeout } = options;
-  if (!await lock.acquire({ timeout })) throw new Timeout(timeout);
+  const { timeout, signal } = options;
+  if (!await lock.acquire({ timeout, signal })) throw new Timeout(timeout);
   return new Hold(lock);
 }
 

@@ -65,6 +65,7 @@
  * @module
  */
 
+import { _checkMs } from "./_check.ts";
 import type { _Area, _Patch, _PatchOptions } from "./_platform.ts";
 import { _isDeno, _needsDeno } from "./_runtime.ts";
 import { _patches as dnsPatches } from "./_dns.ts";
@@ -155,16 +156,7 @@ function checkGrace(options: unknown): number {
     throw new TypeError(`'options' must be an object: current value is ${describe(options)}`);
   }
   const { killGrace = 1000 } = options as PatchSubprocessOptions;
-  if (typeof killGrace !== "number") {
-    throw new TypeError(
-      `'killGrace' must be a number of milliseconds: current value is ${describe(killGrace)}`,
-    );
-  }
-  if (!(killGrace >= 0) || killGrace === Infinity) {
-    throw new RangeError(
-      `'killGrace' must be a finite, non-negative number of milliseconds: current value is ${killGrace}`,
-    );
-  }
+  _checkMs("killGrace", killGrace);
   return killGrace;
 }
 

@@ -9,7 +9,7 @@ import { type Greenlet, joinAll, killAll, spawn } from "../greenlet.ts";
 import { iwait, sleep, wait } from "../hub.ts";
 import { AsyncResult, Event } from "../event.ts";
 import { Queue } from "../queue.ts";
-import { Semaphore } from "../lock.ts";
+import { RLock, Semaphore } from "../lock.ts";
 import { Group, Pool } from "../pool.ts";
 
 /** Greenlets the cases leave waiting for ever: killed after each case. */
@@ -47,6 +47,16 @@ const calls: [string, (signal: AbortSignal) => Promise<unknown>][] = [
     return q.join({ signal });
   }],
   ["Semaphore.acquire", (signal) => new Semaphore(0).acquire({ signal })],
+  ["Semaphore.hold", (signal) => new Semaphore(0).hold({ signal })],
+  ["RLock.hold", async (signal) => {
+    const lock = new RLock();
+    stuck.push(spawn(async () => {
+      await lock.acquire();
+      await forever();
+    }));
+    await sleep(0);
+    return lock.hold({ signal });
+  }],
   ["Pool.waitAvailable", async (signal) => {
     const pool = new Pool(1);
     stuck.push(await pool.spawn(forever));
