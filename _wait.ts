@@ -306,7 +306,7 @@ function runLinks(arg: unknown): void {
   } finally {
     hub.loop._inCallback--;
   }
-  if (once && h._links !== undefined && h.ready()) _notifyLinks(h);
+  // A link added during the pass found `_notifying` false and scheduled a pass of its own.
 }
 
 /**
