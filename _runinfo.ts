@@ -75,8 +75,12 @@ function stateOf(flow: _Flow, now: number, current: _Flow): string {
 
 interface Node {
   g: Greenlet<unknown>;
-  live: boolean;
   children: Node[];
+}
+
+/** Whether `g` is in the hub's list of live greenlets (started, not dead). */
+function isLive(g: Greenlet<unknown>): boolean {
+  return g._prevLive !== undefined;
 }
 
 /**
@@ -120,27 +124,22 @@ export function formatRunInfo(options?: RunInfoOptions): string {
   const live = _liveGreenlets();
   const nodes = new Map<Greenlet<unknown>, Node>();
   const roots: Node[] = [];
-  const nodeOf = (g: Greenlet<unknown>, isLive: boolean): Node => {
+  const nodeOf = (g: Greenlet<unknown>): Node => {
     let n = nodes.get(g);
     if (n !== undefined) return n;
-    n = { g, live: isLive, children: [] };
+    n = { g, children: [] };
     nodes.set(g, n);
     const p = g.parent;
     if (p === undefined) roots.push(n);
-    else nodeOf(p, false).children.push(n);
+    else nodeOf(p).children.push(n);
     return n;
   };
   for (const g of live) {
-    if (blockedOnly && g._wait === undefined) continue;
-    nodeOf(g, true);
-  }
-  for (const g of live) {
-    const n = nodes.get(g);
-    if (n !== undefined) n.live = true;
+    if (!blockedOnly || g._wait !== undefined) nodeOf(g);
   }
 
   const out: string[] = [];
-  const shown = [...nodes.values()].filter((n) => n.live).length;
+  const shown = [...nodes.keys()].filter(isLive).length;
   out.push(
     `Run info: ${live.length} live greenlet${live.length === 1 ? "" : "s"}` +
       (blockedOnly ? `, ${shown} in a blocking call` : ""),
@@ -156,7 +155,7 @@ export function formatRunInfo(options?: RunInfoOptions): string {
     out.push(`${prefix} +--- ${g}`);
     const inner = `${prefix}${last ? "     " : " |   "}`;
     const detail = `${inner} :    `;
-    if (n.live) {
+    if (isLive(g)) {
       out.push(
         `${detail}${stateOf(g, now, current)}; age ${duration(since(now, g._result as number))}`,
       );

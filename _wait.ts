@@ -235,8 +235,9 @@ export function _removeLink(h: _LinkHolder, target: unknown): boolean {
     h._links = undefined;
     return true;
   }
-  const i = links.findIndex((l) => matches(l, target));
-  if (i < 0) return false;
+  let i = 0;
+  while (i < links.length && !matches(links[i], target)) i++;
+  if (i === links.length) return false;
   links.splice(i, 1);
   if (links.length === 0) h._links = undefined;
   else if (links.length === 1) h._links = links[0];
@@ -288,14 +289,17 @@ function runLinks(arg: unknown): void {
   const links = h._links;
   if (links === undefined || !h.ready()) return;
   const once = h._linkMode === "once";
+  // The links present now (a copy only when there are several: callbacks may unlink others).
+  const pass = Array.isArray(links) ? links.slice() : undefined;
+  const count = pass === undefined ? 1 : pass.length;
   const hub = getHub();
   hub.loop._inCallback++;
   try {
-    for (const link of Array.isArray(links) ? [...links] : [links]) {
+    for (let i = 0; i < count; i++) {
       if (!h.ready()) break;
-      const current = h._links;
-      if (current !== link && !(Array.isArray(current) && current.includes(link))) continue;
-      if (once) _removeLink(h, link);
+      const link = pass === undefined ? links as _Link : pass[i];
+      // Skipped when an earlier callback unlinked it; a "once" link is unlinked before its call.
+      if (once ? !_removeLink(h, link) : !isLinked(h, link)) continue;
       try {
         if (typeof link === "function") link(h as never);
         else link._notify(h as never);
@@ -307,6 +311,11 @@ function runLinks(arg: unknown): void {
     hub.loop._inCallback--;
   }
   // A link added during the pass found `_notifying` false and scheduled a pass of its own.
+}
+
+function isLinked(h: _LinkHolder, link: _Link): boolean {
+  const current = h._links;
+  return current === link || (Array.isArray(current) && current.includes(link));
 }
 
 /**

@@ -26,7 +26,7 @@
 import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import { Event } from "./event.ts";
 import { type _Ending, getCurrent, Greenlet, GreenletExit, joinAll, killAll } from "./greenlet.ts";
-import { _badBag, _badTimeout, _render } from "./_check.ts";
+import { _badBag, _badTimeout, _checkFn, _render } from "./_check.ts";
 import { _begin, _labelWaits, type _Waiter, getHub } from "./hub.ts";
 import { Pool } from "./pool.ts";
 import type { Address } from "./resolver.ts";
@@ -1465,9 +1465,7 @@ export function eventStream(
   produce: (stream: EventStream) => unknown,
   init?: ResponseInit,
 ): Response {
-  if (typeof produce !== "function") {
-    throw new TypeError(`'produce' must be a function: current value is ${_render(produce)}`);
-  }
+  _checkFn(produce, "produce");
   const bad = _badBag(init);
   if (bad !== undefined) throw bad;
   if (init === undefined) init = {};
@@ -1680,9 +1678,7 @@ export function upgradeWebSocket(
   handle: (ws: WebSocketConnection) => unknown,
   options?: Deno.UpgradeWebSocketOptions,
 ): Response {
-  if (typeof handle !== "function") {
-    throw new TypeError(`'handle' must be a function: current value is ${_render(handle)}`);
-  }
+  _checkFn(handle, "handle");
   // Deno closes the request on upgrade: what the log and reports show of it is read first.
   const current = getCurrent();
   const st = current instanceof RequestGreenlet ? current._args[0] : undefined;

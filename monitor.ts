@@ -58,7 +58,7 @@
  */
 
 import type * as WorkerThreads from "node:worker_threads";
-import { _render } from "./_check.ts";
+import { _checkBag, _render } from "./_check.ts";
 import { notify } from "./events.ts";
 import { Greenlet } from "./greenlet.ts";
 import { _current, _root, _runIn, getHub } from "./hub.ts";
@@ -213,16 +213,12 @@ function checkPositive(name: string, value: unknown): void {
  */
 export function startMonitor(options?: MonitorOptions): Monitor {
   if (options === undefined) options = {};
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(`'options' must be an object: current value is ${_render(options)}`);
-  }
+  _checkBag(options);
   const max = options.maxBlockingTime ?? 100;
   checkPositive("maxBlockingTime", max);
   const memory = options.memory;
   if (memory !== undefined) {
-    if (memory === null || typeof memory !== "object") {
-      throw new TypeError(`'memory' must be an object: current value is ${_render(memory)}`);
-    }
+    _checkBag(memory, "memory");
     checkPositive("memory.max", memory.max);
     if (memory.period !== undefined) checkPositive("memory.period", memory.period);
   }

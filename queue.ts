@@ -18,7 +18,7 @@
  * @module
  */
 
-import { _badBag, _badWaitOptions, _checkCount, _render } from "./_check.ts";
+import { _badBag, _badWaitOptions, _checkCount, _checkFn } from "./_check.ts";
 import { _begin, _labelWaits, type _Waiter, sleep } from "./hub.ts";
 import {
   type _AnyWaiter,
@@ -691,9 +691,7 @@ export class PriorityQueue<T> extends Queue<T> {
     const bad = _badBag(options);
     if (bad !== undefined) throw bad;
     const { compare = defaultCompare } = options;
-    if (typeof compare !== "function") {
-      throw new TypeError(`'compare' must be a function: current value is ${_render(compare)}`);
-    }
+    _checkFn(compare, "compare");
     this.#compare = compare;
   }
 

@@ -16,7 +16,7 @@ import { SocketError } from "./_errors.ts";
 import { _clearTimer, _setTimer, type _Timer } from "./core.ts";
 import { Event } from "./event.ts";
 import { getCurrent, Greenlet, joinAll, killAll, spawn } from "./greenlet.ts";
-import { _badBag, _badTimeout, _render } from "./_check.ts";
+import { _badBag, _badTimeout, _checkFn, _render } from "./_check.ts";
 import { getHub } from "./hub.ts";
 import { Pool } from "./pool.ts";
 import { _checkHost, _checkPort, type Address } from "./resolver.ts";
@@ -153,9 +153,7 @@ export class StreamServer {
     options?: StreamServerOptions,
   ) {
     if (options === undefined) options = {};
-    if (typeof handle !== "function") {
-      throw new TypeError(`'handle' must be a function: current value is ${_render(handle)}`);
-    }
+    _checkFn(handle, "handle");
     const badOptions = _badBag(options);
     if (badOptions !== undefined) throw badOptions;
     const { spawn: spawner, backlog, tls } = options;

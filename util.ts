@@ -6,7 +6,7 @@
  */
 
 import { spawn } from "./greenlet.ts";
-import { _render } from "./_check.ts";
+import { _checkBag, _checkFn, _checkMs, _render } from "./_check.ts";
 import { _addSignalListener, _removeSignalListener, _unrefTimer } from "./_runtime.ts";
 import { _addTracer, _DRAIN_END, _DRAIN_START, _TICK } from "./_monitor_state.ts";
 
@@ -64,9 +64,7 @@ export function signalHandler<A extends unknown[]>(
       `'signal' must be a signal name such as "SIGUSR1": current value is ${_render(signal)}`,
     );
   }
-  if (typeof fn !== "function") {
-    throw new TypeError(`'fn' must be a function: current value is ${_render(fn)}`);
-  }
+  _checkFn(fn, "fn");
   const listener = (): void => void spawn(fn, ...args);
   _addSignalListener(signal, listener);
   let active = true;
@@ -153,21 +151,10 @@ export async function assertSwitches<T>(
   options?: AssertSwitchesOptions,
 ): Promise<T> {
   if (options === undefined) options = {};
-  if (typeof fn !== "function") {
-    throw new TypeError(`'fn' must be a function: current value is ${_render(fn)}`);
-  }
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(`'options' must be an object: current value is ${_render(options)}`);
-  }
+  _checkFn(fn, "fn");
+  _checkBag(options);
   const max = options.maxBlockingTime;
-  if (max !== undefined && (typeof max !== "number" || !(max >= 0) || max === Infinity)) {
-    const error = typeof max === "number" ? RangeError : TypeError;
-    throw new error(
-      `'maxBlockingTime' must be a finite, non-negative number of milliseconds: current value is ${
-        _render(max)
-      }`,
-    );
-  }
+  if (max !== undefined) _checkMs("maxBlockingTime", max);
   const hubOnly = options.hubOnly === true;
   const start = performance.now();
   let last = start;

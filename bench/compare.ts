@@ -36,24 +36,10 @@
  */
 
 import { Event, type Greenlet, joinAll, sleep, spawn } from "../mod.ts";
+import { fullGc, heapPerTask, settle } from "./_measure.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers (run inside a child process)
-
-declare const gc: (() => void) | undefined;
-
-function fullGc(): void {
-  if (typeof gc !== "function") {
-    throw new Error("Run with --v8-flags=--expose-gc: the memory workloads need gc()");
-  }
-  gc();
-  gc();
-}
-
-/** Waits for a macrotask so that queued work and timers settle. */
-function settle(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Size of the warm-up run, as a fraction of the timed run (`--warmup=`): 0.1 by default. */
 let warmupFraction = 0.1;
@@ -82,27 +68,6 @@ async function timed(n: number, fn: (n: number) => Promise<void>): Promise<numbe
   const t0 = performance.now();
   await fn(n);
   return (performance.now() - t0) / 1000;
-}
-
-/**
- * Heap bytes per blocked task: warms up with a small batch, collects, then blocks `n` tasks
- * made by `block`, collects again, and divides the growth of `heapUsed` by `n`.
- */
-async function heapPerTask(
-  n: number,
-  block: (n: number) => Promise<{ release(): Promise<void> }>,
-): Promise<number> {
-  const warm = await block(Math.max(1, Math.floor(n / 100)));
-  await warm.release();
-  await settle(50);
-  fullGc();
-  const before = Deno.memoryUsage().heapUsed;
-  const held = await block(n);
-  await settle(50);
-  fullGc();
-  const after = Deno.memoryUsage().heapUsed;
-  await held.release();
-  return (after - before) / n;
 }
 
 function check(ok: boolean, what: string): void {
@@ -547,14 +512,15 @@ function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-interface Cell {
+export interface Cell {
   median: number;
   values: number[];
   /** `measured`, or `results.json` for gevent's reference figures. */
   source: "measured" | "results.json";
 }
 
-interface ResultRow {
+/** One workload's row of the JSON output (`--json`). */
+export interface ResultRow {
   workload: string;
   title: string;
   unit: "s" | "B";

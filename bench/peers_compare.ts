@@ -31,10 +31,10 @@
  * @module
  */
 
+import { type Blocked, fullGc, heapPerTask, settle } from "./_measure.ts";
+
 /** The peers, pinned. */
 export const PACKAGES = { effection: "4.1.1", effect: "4.1.0" } as const;
-
-declare const gc: (() => void) | undefined;
 
 // The peers' modules are typed loosely: they are loaded by computed specifiers (not analysed,
 // not locked), and only a handful of their functions is used.
@@ -58,16 +58,6 @@ function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`Workload check failed: ${what}`);
 }
 
-function settle(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function fullGc(): void {
-  if (typeof gc !== "function") throw new Error("Run with --v8-flags=--expose-gc");
-  gc();
-  gc();
-}
-
 /** Warm-up at a tenth of the size, collection, then seconds taken by `fn(n)`. */
 async function timed(n: number, fn: (n: number) => Promise<void>): Promise<number> {
   await fn(Math.max(1, Math.floor(n / 10)));
@@ -76,26 +66,6 @@ async function timed(n: number, fn: (n: number) => Promise<void>): Promise<numbe
   const t0 = performance.now();
   await fn(n);
   return (performance.now() - t0) / 1000;
-}
-
-/** A batch of blocked tasks and the way to release them. */
-interface Blocked {
-  release(): Promise<void>;
-}
-
-/** Heap bytes per blocked task, measured as `compare.ts` does for the library. */
-async function heapPerTask(n: number, block: (n: number) => Promise<Blocked>): Promise<number> {
-  const warm = await block(Math.max(1, Math.floor(n / 100)));
-  await warm.release();
-  await settle(50);
-  fullGc();
-  const before = Deno.memoryUsage().heapUsed;
-  const held = await block(n);
-  await settle(50);
-  fullGc();
-  const after = Deno.memoryUsage().heapUsed;
-  await held.release();
-  return (after - before) / n;
 }
 
 interface Case {

@@ -47,6 +47,7 @@ import {
   type Report,
   type Section,
 } from "./_report_render.ts";
+import type { Cell, ResultRow as CompareRow } from "./compare.ts";
 
 /** The parts of the run, in order. */
 export const PARTS = ["compare", "toolbox", "echo", "peers", "monkey", "drivers", "http"] as const;
@@ -359,26 +360,6 @@ async function runAll(opts: Options): Promise<Record<Part, PartResult>> {
 
 // ---------------------------------------------------------------------------------------------
 // From the scripts' JSON to tables and charts (pure)
-
-interface Cell {
-  median: number;
-  values: number[];
-  source?: string;
-}
-
-interface CompareRow {
-  workload: string;
-  title: string;
-  unit: "s" | "B";
-  lib?: Cell;
-  raw?: Cell;
-  gevent?: Cell;
-  vsGevent?: number;
-  vsRaw?: number;
-  target?: string;
-  met?: boolean;
-  errors: string[];
-}
 
 interface ToolboxRow {
   workload: string;
