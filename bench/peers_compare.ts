@@ -31,7 +31,7 @@
  * @module
  */
 
-import { type Blocked, fullGc, heapPerTask, settle } from "./_measure.ts";
+import { fullGc, heapPerTask, settle } from "./_measure.ts";
 
 /** The peers, pinned. */
 export const PACKAGES = { effection: "4.1.1", effect: "4.1.0" } as const;
